@@ -1,0 +1,68 @@
+# weblab.stack: one entry point for every check.
+#   make test              set up everything (venv, Docker engine, images) and run every check
+#   make lint | unit | sanity | molecule | molecule-NAME | images | build | demo
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+ROOT       := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
+VENV       := $(ROOT)/.venv
+BIN        := $(VENV)/bin
+COLLECTION := $(ROOT)/.build/ansible_collections/weblab/stack
+SCENARIOS  := $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
+IMAGES     := debian12 debian13
+export PATH := $(BIN):$(PATH)
+export ANSIBLE_COLLECTIONS_PATH := $(ROOT)/.build
+export ANSIBLE_FORCE_COLOR := false
+export PY_COLORS := 0
+
+.PHONY: help test venv engine images collection lint yamllint ansible-lint unit sanity \
+        molecule $(addprefix molecule-,$(SCENARIOS)) build clean
+
+help:
+	@sed -n '2,3p' Makefile | sed 's/^# //'
+	@echo "scenarios: $(SCENARIOS)"
+
+test:
+	@scripts/test-all.sh $(SCENARIOS)
+
+venv:
+	@scripts/venv.sh
+
+engine:
+	@scripts/docker-engine.sh
+
+# The images build side by side (each mostly waits on the archive).
+images: engine
+	@pids=(); for image in $(IMAGES); do scripts/build-image.sh $$image & pids+=($$!); done; \
+	 rc=0; for pid in "$${pids[@]}"; do wait $$pid || rc=1; done; exit $$rc
+
+collection:
+	@scripts/sync-collection.sh >/dev/null
+
+lint: yamllint ansible-lint
+
+yamllint: venv
+	yamllint --strict .
+
+ansible-lint: venv
+	ansible-lint --offline
+
+unit: venv collection
+	cd $(COLLECTION) && pytest tests/unit
+
+sanity: venv collection
+	@scripts/sanity.sh $(COLLECTION)
+
+molecule: $(addprefix molecule-,$(SCENARIOS))
+
+$(addprefix molecule-,$(SCENARIOS)): molecule-%: venv collection images
+	cd $(COLLECTION) && molecule test -s $*
+
+build: venv collection
+	mkdir -p .build/dist
+	cd $(COLLECTION) && ansible-galaxy collection build --force --output-path $(ROOT)/.build/dist
+
+clean:
+	-docker ps -aq --filter name='-debian1[23]$$' | xargs -r docker rm -f
+	rm -rf .build .cache

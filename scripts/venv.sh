@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Create .venv with the pinned toolchain (requirements-dev.txt); reuse it while the pins hold.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+venv="$root/.venv"
+python=${PYTHON:-python3}
+stamp="$venv/.requirements.sha256"
+want=$(sha256sum "$root/requirements-dev.txt" | cut -d' ' -f1)
+
+if [ -x "$venv/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+    exit 0
+fi
+if ! "$python" -c 'import ensurepip, venv' >/dev/null 2>&1; then
+    echo "venv: $python has no venv support; installing Debian's python3-venv" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+fi
+echo "venv: installing the pinned toolchain into .venv" >&2
+"$python" -m venv --clear "$venv"
+"$venv/bin/pip" install --quiet --upgrade pip
+"$venv/bin/pip" install --quiet -r "$root/requirements-dev.txt"
+echo "$want" >"$stamp"
