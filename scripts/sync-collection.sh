@@ -6,6 +6,9 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 dest="$root/.build/ansible_collections/weblab/stack"
 mkdir -p "$dest"
+# Several make targets may sync at once (parallel scenarios); one at a time.
+exec 9>"$root/.build/.sync.lock"
+flock 9
 cd "$root"
 rsync -a --delete --exclude=/.git --filter=':- .gitignore' ./ "$dest/"
 # ansible-test lists a collection's files with git when it sees a repository; give it one that
