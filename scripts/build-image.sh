@@ -44,7 +44,7 @@ if timeout 120 docker pull "debian:$suite" >/dev/null 2>&1; then
 else
     say "no registry answers; building from debootstrap ($mirror)"
     if ! command -v debootstrap >/dev/null 2>&1; then
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+        "$here/scripts/apt-install.sh" debootstrap
     fi
     root=$(mktemp -d "${TMPDIR:-/tmp}/weblab-$name.XXXXXX")
     trap 'rm -rf "$root"' EXIT

@@ -17,14 +17,7 @@ if docker info >/dev/null 2>&1; then
 fi
 
 if ! command -v dockerd >/dev/null 2>&1; then
-    if [ "$(id -u)" -ne 0 ]; then
-        say "dockerd is missing and installing docker.io needs root"
-        exit 1
-    fi
-    say "installing Debian's docker.io"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq docker.io >/dev/null
+    "$(dirname "$0")/apt-install.sh" docker.io
 fi
 
 if ! pgrep -x dockerd >/dev/null 2>&1; then

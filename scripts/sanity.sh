@@ -17,7 +17,7 @@ done
 
 # Without shellcheck, ansible-test silently skips the shell script test.
 if ! command -v shellcheck >/dev/null 2>&1; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck >/dev/null
+    "$here/apt-install.sh" shellcheck
 fi
 
 python_version=$(python -c 'import sys; print("%d.%d" % sys.version_info[:2])')

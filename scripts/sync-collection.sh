@@ -5,6 +5,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 dest="$root/.build/ansible_collections/weblab/stack"
+command -v rsync >/dev/null 2>&1 || "$root/scripts/apt-install.sh" rsync
 mkdir -p "$dest"
 # Several make targets may sync at once (parallel scenarios); one at a time.
 exec 9>"$root/.build/.sync.lock"

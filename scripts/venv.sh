@@ -11,8 +11,7 @@ if [ -x "$venv/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; the
     exit 0
 fi
 if ! "$python" -c 'import ensurepip, venv' >/dev/null 2>&1; then
-    echo "venv: $python has no venv support; installing Debian's python3-venv" >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+    "$root/scripts/apt-install.sh" python3-venv
 fi
 echo "venv: installing the pinned toolchain into .venv" >&2
 "$python" -m venv --clear "$venv"
