@@ -47,7 +47,7 @@ else
         "$here/scripts/apt-install.sh" debootstrap
     fi
     root=$(mktemp -d "${TMPDIR:-/tmp}/weblab-$name.XXXXXX")
-    trap 'rm -rf "$root"' EXIT
+    trap 'rm -rf "$root" "$root.log"' EXIT
     debootstrap --variant=minbase \
         --include=ca-certificates,dbus,iproute2,procps,python3,python3-apt,sudo,systemd,systemd-sysv \
         "$suite" "$root" "$mirror" >"$root.log" 2>&1 || { tail -n 30 "$root.log" >&2; exit 1; }
@@ -55,7 +55,8 @@ else
     cp "$here/images/provision.sh" "$root/provision.sh"
     # The chroot needs name resolution to reach the archive.
     cp /etc/resolv.conf "$root/etc/resolv.conf"
-    chroot "$root" /bin/sh /provision.sh "$suite"
+    chroot "$root" /bin/sh /provision.sh "$suite" >"$root.log" 2>&1 || { tail -n 30 "$root.log" >&2; exit 1; }
+    rm -f "$root.log"
     rm -f "$root/provision.sh" "$root/etc/resolv.conf"
     tar -C "$root" -c . | docker import "${changes[@]}" - "$repo:$recipe" >/dev/null
 fi
