@@ -10,7 +10,7 @@ collection=${1:?usage: sanity.sh COLLECTION_DIR}
 requirements=$(python -c 'import ansible_test, os; print(os.path.dirname(ansible_test.__file__))')/_internal/python_requirements.py
 cache=$HOME/.ansible/test/cache
 mkdir -p "$cache"
-for version in $(grep -oE "pip='[0-9.]+'" "$requirements" | grep -oE '[0-9.]+' | sort -u); do
+grep -oE "pip='[0-9.]+'" "$requirements" | grep -oE '[0-9.]+' | sort -u | while read -r version; do
     target="$cache/get_pip_${version//./_}.py"
     [ -e "$target" ] || cp "$here/get_pip_offline.py" "$target"
 done

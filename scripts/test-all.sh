@@ -3,7 +3,7 @@
 # Ends with a summary table and a closing "N passed, N failed" line; exits non-zero on any
 # failure. Usage: test-all.sh SCENARIO...
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 
 names=() results=() times=()
 run() {

@@ -56,7 +56,7 @@ def test_artifact_holds_every_role(artifact):
 
 
 def test_installed_collection_is_found(installed):
-    path, _ = installed
+    path = installed[0]
     manifest = path / "ansible_collections" / "weblab" / "stack" / "MANIFEST.json"
     assert manifest.is_file()
 
