@@ -1,13 +1,57 @@
-"""Shared paths for the unit tests."""
+"""Shared fixtures for the unit tests (no containers)."""
 
+import json
+import os
 import pathlib
+import subprocess
+import sys
 
 import pytest
 
-COLLECTION_ROOT = pathlib.Path(__file__).resolve().parents[2]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+ANSIBLE_PLAYBOOK = pathlib.Path(sys.executable).with_name("ansible-playbook")
 
 
-@pytest.fixture(scope="session")
-def collection_root():
-    """The collection under test (the synced .build/ansible_collections/weblab/stack tree)."""
-    return COLLECTION_ROOT
+class RoleRun:
+    """The outcome of one ansible-playbook run of a role."""
+
+    def __init__(self, role, result):
+        self.returncode = result.returncode
+        self.stdout = result.stdout
+        self.output = result.stdout + result.stderr
+        # The role's tasks that started, argument validation included.
+        self.tasks = [line for line in result.stdout.splitlines()
+                      if line.startswith(f"TASK [weblab.stack.{role} : ")]
+
+
+@pytest.fixture
+def run_role(tmp_path):
+    """Run weblab.stack.ROLE against localhost in check mode with the given variables.
+
+    Check mode: nothing on this machine changes even if validation were broken, and a task that
+    got past validation shows up in RoleRun.tasks. Extra arguments go to ansible-playbook.
+    """
+
+    def run(role, variables, *extra, entry_point="main"):
+        playbook = tmp_path / "play.yml"
+        playbook.write_text(
+            "- name: Apply one role\n"
+            "  hosts: localhost\n"
+            "  gather_facts: false\n"
+            "  tasks:\n"
+            "    - name: Import the role\n"
+            "      ansible.builtin.import_role:\n"
+            f"        name: weblab.stack.{role}\n"
+            f"        tasks_from: {entry_point}\n",
+            encoding="utf-8",
+        )
+        env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT.parents[2]), ANSIBLE_NOCOLOR="1",
+                   ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_INVENTORY_UNPARSED_WARNING="0")
+        result = subprocess.run(
+            [str(ANSIBLE_PLAYBOOK), "--check", "-i", "localhost,", "-c", "local",
+             "-e", json.dumps(variables), *extra, str(playbook)],
+            env=env, capture_output=True, text=True, check=False, timeout=300,
+        )
+        return RoleRun(role, result)
+
+    return run
