@@ -1,0 +1,6 @@
+"""URLs of the weblab demo site."""
+from django.urls import include, path
+
+urlpatterns = [
+    path("", include("lab.urls")),
+]
