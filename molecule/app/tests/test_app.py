@@ -1,0 +1,122 @@
+"""Releases of the demo site: deploy A (converge), deploy B, roll back to A, a failing migration.
+
+The tests run in file order and each step builds on the one before, as an operator's deploys do:
+the steps run ansible-playbook against the Molecule inventory, limited to the host under test.
+"""
+
+import json
+import os
+import subprocess
+
+DEPLOY = "/srv/labsite"
+STEPS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "steps")
+
+def live(host):
+    return os.path.basename(host.file(f"{DEPLOY}/current").linked_to)
+
+
+def health(host):
+    """GET /health/ through the WSGI application of `current` (the demo's `manage.py health`),
+    as the app user with the app's environment file read by a shell, as an operator would."""
+    out = host.run(
+        "cd %s/current && runuser -u labsite -- sh -c "
+        "'set -a && . %s/shared/app.env && set +a && exec .venv/bin/python manage.py health'",
+        DEPLOY, DEPLOY)
+    body = json.loads(out.stdout.strip().splitlines()[-1])
+    return ("200" if out.rc == 0 else "503"), body
+
+
+def venvs(host):
+    return sorted(host.file(f"{DEPLOY}/venvs").listdir())
+
+
+def release_states(host):
+    """Release name -> state, as the collection's release module reports them."""
+    result = host.ansible("weblab.stack.release", f"path={DEPLOY} state=query", check=False)
+    return {item["name"]: item["state"] for item in result["releases"]}
+
+
+def run_step(host, playbook, **extra_vars):
+    """ansible-playbook STEP against this host only; returns (rc, output)."""
+    argv = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
+            "--limit", host.backend.get_hostname(), "-e", json.dumps(extra_vars),
+            os.path.join(STEPS, playbook)]
+    result = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=900)
+    return result.returncode, result.stdout + result.stderr
+
+
+# pytest-testinfra parametrizes per host; each host keeps its own story in this dict.
+STORY = {}
+
+
+def test_release_a_is_live_and_healthy(host):
+    release = live(host)
+    status, body = health(host)
+    assert status.startswith("200"), body
+    assert body["release"] == release
+    assert body["database"] is True
+    STORY[host.backend.get_hostname()] = {"a": release, "venvs": venvs(host)}
+
+
+def test_release_b_goes_live(host):
+    story = STORY[host.backend.get_hostname()]
+    rc, output = run_step(host, "variant.yml", variant="b",
+                          variant_files={"lab/static/lab/release-b.txt": "release B\n"})
+    assert rc == 0, output
+    story["b"] = live(host)
+    assert story["b"] != story["a"]
+    status, body = health(host)
+    assert status.startswith("200"), body
+    assert body["release"] == story["b"]
+    assert body["database"] is True
+
+
+def test_release_b_reuses_the_venv_of_a(host):
+    story = STORY[host.backend.get_hostname()]
+    assert venvs(host) == story["venvs"]
+    a_venv = host.file(f"{DEPLOY}/releases/{story['a']}/.venv").linked_to
+    b_venv = host.file(f"{DEPLOY}/releases/{story['b']}/.venv").linked_to
+    assert a_venv == b_venv
+
+
+def test_release_b_collected_its_static_files(host):
+    assert host.file(f"{DEPLOY}/current/staticfiles/lab/release-b.txt").content_string == "release B\n"
+
+
+def test_rollback_returns_to_a(host):
+    story = STORY[host.backend.get_hostname()]
+    rc, output = run_step(host, "rollback.yml")
+    assert rc == 0, output
+    assert live(host) == story["a"]
+    assert release_states(host)[story["b"]] == "abandoned"
+    status, body = health(host)
+    assert status.startswith("200"), body
+    assert body["release"] == story["a"]
+
+
+def test_failing_migration_leaves_current_alone(host):
+    story = STORY[host.backend.get_hostname()]
+    broken = (
+        "from django.db import migrations\n\n\n"
+        "class Migration(migrations.Migration):\n"
+        "    dependencies = [('lab', '%s')]\n"
+        "    operations = [migrations.RunSQL('SELECT * FROM weblab_table_that_does_not_exist')]\n"
+    ) % latest_migration()
+    rc, output = run_step(host, "variant.yml", variant="broken",
+                          variant_files={"lab/migrations/0999_broken.py": broken})
+    assert rc != 0, output
+    assert "weblab_table_that_does_not_exist" in output, output
+    assert "marked failed" in output, output
+    assert live(host) == story["a"]
+    failed = [name for name, state in release_states(host).items() if state == "failed"]
+    assert len(failed) == 1 and failed[0] not in (story["a"], story["b"]), release_states(host)
+    status, body = health(host)
+    assert status.startswith("200"), body
+    assert body["release"] == story["a"]
+
+
+def latest_migration():
+    here = os.environ["MOLECULE_PROJECT_DIRECTORY"]
+    names = sorted(n[:-3] for n in os.listdir(os.path.join(here, "examples", "site", "lab", "migrations"))
+                   if n[:4].isdigit() and n.endswith(".py"))
+    return names[-1]

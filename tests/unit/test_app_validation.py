@@ -1,0 +1,55 @@
+"""Bad weblab.stack.app input fails before any work, with a message naming the variable."""
+
+import pytest
+
+GOOD = {"app_source": "git", "app_git_repo": "https://example.invalid/lab.git"}
+
+BAD_INPUT = [
+    pytest.param({"app_source": "svn"}, "app_source", id="unknown-source"),
+    pytest.param({"app_git_repo": ""}, "app_git_repo", id="git-without-repository"),
+    pytest.param({"app_source": "directory", "app_source_path": ""}, "app_source_path", id="directory-without-path"),
+    pytest.param({"app_release_name": "a/b"}, "app_release_name", id="release-name-with-slash"),
+    pytest.param({"app_keep_releases": 0}, "app_keep_releases", id="keep-below-one"),
+    pytest.param({"app_keep_releases": "many"}, "app_keep_releases", id="keep-not-a-number"),
+    pytest.param({"app_shared_paths": ["/var/media"]}, "app_shared_paths", id="absolute-shared-path"),
+    pytest.param({"app_shared_paths": ["media/../../etc"]}, "app_shared_paths", id="shared-path-escapes"),
+    pytest.param({"app_requirements_files": ["../requirements.txt"]}, "app_requirements_files", id="requirements-outside"),
+    pytest.param({"app_environment": ["DEBUG=1"]}, "app_environment", id="environment-not-a-dict"),
+    pytest.param({"app_environment": {"BAD NAME": "x"}}, "app_environment", id="environment-bad-name"),
+    pytest.param({"app_environment": {"SECRET": "it's"}}, "app_environment", id="environment-single-quote"),
+    pytest.param({"app_wsgi_application": "site.wsgi"}, "app_wsgi_application", id="wsgi-without-attribute"),
+    pytest.param({"app_django_check_fail_level": "LOUD"}, "app_django_check_fail_level", id="unknown-fail-level"),
+]
+
+
+@pytest.mark.parametrize(("variables", "named"), BAD_INPUT)
+def test_bad_input_fails_before_any_work(run_role, variables, named):
+    result = run_role("app", dict(GOOD, **variables))
+    assert result.returncode != 0, result.output
+    assert named in result.output, result.output
+    assert result.tasks, result.output
+    assert all("Validat" in task or "Check the" in task for task in result.tasks), result.tasks
+
+
+def test_environment_values_stay_out_of_the_error(run_role):
+    result = run_role("app", dict(GOOD, app_environment={"DJANGO_SECRET_KEY": "hunter2'secret"}))
+    assert result.returncode != 0, result.output
+    assert "DJANGO_SECRET_KEY" in result.output
+    assert "hunter2" not in result.output
+
+
+def test_good_input_passes_validation(run_role):
+    result = run_role("app", dict(GOOD, app_environment={"DJANGO_DEBUG": "0"}, app_shared_paths=["media"]),
+                      "--tags", "app_validate")
+    assert result.returncode == 0, result.output
+
+
+@pytest.mark.parametrize("variables", [
+    pytest.param({"app_rollback_release": "../a"}, id="release-not-a-name"),
+    pytest.param({"app_deploy_path": "srv/lab"}, id="path-not-absolute"),
+])
+def test_bad_rollback_input_fails_before_any_work(run_role, variables):
+    result = run_role("app", variables, entry_point="rollback")
+    assert result.returncode != 0, result.output
+    assert next(iter(variables)) in result.output, result.output
+    assert all("Validat" in task or "Check the" in task for task in result.tasks), result.tasks
