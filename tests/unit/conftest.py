@@ -49,6 +49,8 @@ def run_role(tmp_path):
                    ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_INVENTORY_UNPARSED_WARNING="0")
         result = subprocess.run(
             [str(ANSIBLE_PLAYBOOK), "--check", "-i", "localhost,", "-c", "local",
+             # This interpreter: discovery may find a broken one on a developer's machine.
+             "-e", f"ansible_python_interpreter={sys.executable}",
              "-e", json.dumps(variables), *extra, str(playbook)],
             env=env, capture_output=True, text=True, check=False, timeout=300,
         )
