@@ -11,6 +11,7 @@ import subprocess
 DEPLOY = "/srv/labsite"
 STEPS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "steps")
 
+
 def live(host):
     return os.path.basename(host.file(f"{DEPLOY}/current").linked_to)
 
