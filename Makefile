@@ -1,6 +1,6 @@
 # weblab.stack: one entry point for every check.
 #   make test              set up everything (venv, Docker engine, images) and run every check
-#   make lint | unit | sanity | molecule | molecule-NAME | images | build | demo
+#   make lint | unit | integration | sanity | molecule | molecule-NAME | images | build
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
@@ -16,7 +16,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(ROOT)/.build
 export ANSIBLE_FORCE_COLOR := false
 export PY_COLORS := 0
 
-.PHONY: help test venv engine images collection lint yamllint ansible-lint unit sanity \
+.PHONY: help test venv engine images collection lint yamllint ansible-lint unit integration sanity \
         molecule $(addprefix molecule-,$(SCENARIOS)) build clean
 
 help:
@@ -50,6 +50,11 @@ ansible-lint: venv
 
 unit: venv collection
 	cd $(COLLECTION) && pytest tests/unit
+
+# Against real servers on this machine (a throwaway PostgreSQL cluster on loopback).
+integration: venv collection
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || scripts/apt-install.sh postgresql
+	cd $(COLLECTION) && pytest tests/integration
 
 sanity: venv collection
 	@scripts/sanity.sh $(COLLECTION)

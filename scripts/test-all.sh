@@ -34,6 +34,7 @@ done
 run yamllint yamllint
 run ansible-lint ansible-lint
 run unit unit
+if [ -d tests/integration ]; then run integration integration; fi
 run sanity sanity
 for scenario in "$@"; do
     run "molecule: $scenario" "molecule-$scenario"
