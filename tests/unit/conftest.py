@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -22,6 +23,10 @@ class RoleRun:
         # The role's tasks that started, argument validation included.
         self.tasks = [line for line in result.stdout.splitlines()
                       if line.startswith(f"TASK [weblab.stack.{role} : ")]
+        # The "msg" of each failed task. Look for a variable's name here, not in the whole
+        # output: a failed argument spec check prints the spec, which names every variable.
+        self.messages = [json.loads(f'"{raw}"')
+                         for raw in re.findall(r'"msg": "((?:[^"\\]|\\.)*)"', self.output)]
 
 
 @pytest.fixture
