@@ -1,6 +1,5 @@
 """Bad weblab.stack.postgresql input fails before any work, with a message naming the variable."""
 
-
 import pytest
 
 SECRET = "Do-Not-Print-Me-7731"
