@@ -1,5 +1,7 @@
 """Behaviour of weblab.stack.postgresql on a converged host (see ../molecule.yml)."""
 
+import os
+import subprocess
 import uuid
 
 import pytest
@@ -154,3 +156,16 @@ def test_cluster_unit_is_running(host, version):
 
 def test_postgresql_starts_at_boot(host):
     assert host.service("postgresql").is_enabled
+
+
+def test_rejected_configuration_never_replaces_running_files(host, version):
+    """Runs last: steps/rejected_config.yml feeds the role input only the server can judge
+    (a /33 network, shared_buffers 'lots'), asserts that the role stops and the files stay, then
+    applies the scenario's input again."""
+    steps = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "steps")
+    result = subprocess.run(
+        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
+         "--limit", host.backend.get_hostname(),
+         os.path.join(steps, "rejected_config.yml")],
+        capture_output=True, text=True, check=False, timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr + logs(host, version)
