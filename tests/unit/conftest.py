@@ -28,6 +28,16 @@ class RoleRun:
         self.messages = [json.loads(f'"{raw}"')
                          for raw in re.findall(r'"msg": "((?:[^"\\]|\\.)*)"', self.output)]
 
+    def assert_refused(self, *named):
+        """The run failed in validation, before any other task, with a message naming each of
+        `named` (a variable, or any text the message must hold)."""
+        assert self.returncode != 0, self.output
+        for text in named:
+            assert any(text in msg for msg in self.messages), self.output
+        # Validation ran, and only validation: the argument spec check and the role's own checks.
+        assert self.tasks, self.output
+        assert all("Validat" in task or "Check the" in task for task in self.tasks), self.tasks
+
 
 @pytest.fixture
 def run_role(tmp_path):

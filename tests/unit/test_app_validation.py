@@ -24,11 +24,7 @@ BAD_INPUT = [
 
 @pytest.mark.parametrize(("variables", "named"), BAD_INPUT)
 def test_bad_input_fails_before_any_work(run_role, variables, named):
-    result = run_role("app", dict(GOOD, **variables))
-    assert result.returncode != 0, result.output
-    assert any(named in msg for msg in result.messages), result.output
-    assert result.tasks, result.output
-    assert all("Validat" in task or "Check the" in task for task in result.tasks), result.tasks
+    run_role("app", dict(GOOD, **variables)).assert_refused(named)
 
 
 def test_environment_values_stay_out_of_the_error(run_role):
@@ -49,7 +45,4 @@ def test_good_input_passes_validation(run_role):
     pytest.param({"app_deploy_path": "srv/lab"}, id="path-not-absolute"),
 ])
 def test_bad_rollback_input_fails_before_any_work(run_role, variables):
-    result = run_role("app", variables, entry_point="rollback")
-    assert result.returncode != 0, result.output
-    assert any(next(iter(variables)) in msg for msg in result.messages), result.output
-    assert all("Validat" in task or "Check the" in task for task in result.tasks), result.tasks
+    run_role("app", variables, entry_point="rollback").assert_refused(next(iter(variables)))
