@@ -1,0 +1,1024 @@
+# -*- coding: utf-8 -*-
+
+# Copyright: (c) 2025, weblab.stack maintainers (@weblab)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Verified PostgreSQL dumps, their retention, and restores that swap a database in.
+
+Standard library only: the modules weblab.stack.postgresql_dump and postgresql_restore wrap it,
+and the backups role copies it to the host and runs it as a plain script from a systemd timer::
+
+    python3 pg_backup.py dump --dir DIR --database DB [--format custom|directory|plain]
+        [--jobs N] [--compress SPEC] [--label L] [--globals] [--keep N] [--max-age-days D]
+        [--status-file FILE] [--host H] [--port P] [--user U]
+
+(the password, if any, comes from PGPASSWORD or ~/.pgpass, never from the command line).
+
+Every program runs through a *runner*: a function taking an argv list and a dict of extra
+environment variables and returning (rc, stdout, stderr). The modules pass one built on
+``module.run_command``, the script one built on ``subprocess``. No shell is ever involved.
+
+In the backup directory DIR, for database DB::
+
+    DB-20250101T020000Z[-LABEL].dump       custom format (.dir: directory format, .sql: plain)
+    DB-20250101T020000Z[-LABEL].dump.sha256  sha256sum format (a directory: one line per file)
+    DB-20250101T020000Z[-LABEL].dump.json    metadata, "verified": true once checked
+    DB-20250101T020000Z[-LABEL].globals.sql  optional pg_dumpall --globals-only
+    .DB-20250101T020000Z[-LABEL].dump.partial  while pg_dump writes it
+
+The time in the name (UTC) is the dump's time: file times are never used, so copies keep it.
+A dump is *verified* when its metadata says so and its checksum file exists.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import argparse
+import datetime
+import glob
+import hashlib
+import json
+import os
+import re
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+FORMATS = {'custom': 'dump', 'directory': 'dir', 'plain': 'sql'}
+FORMAT_OF_EXTENSION = dict((ext, fmt) for fmt, ext in FORMATS.items())
+TIME_FORMAT = '%Y%m%dT%H%M%SZ'
+# For the names of the temporary and the replaced database: lower case, so they need no quotes.
+DATABASE_TIME_FORMAT = '%Y%m%d_%H%M%S'
+GLOBALS_SUFFIX = '.globals.sql'
+PARTIAL_SUFFIX = '.partial'
+CHECKSUM_SUFFIX = '.sha256'
+METADATA_SUFFIX = '.json'
+MAX_IDENTIFIER_BYTES = 63
+MAINTENANCE_DB = 'postgres'
+LABEL_PATTERN = r'[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}'
+NAME_RE = re.compile(r'^(?P<time>\d{8}T\d{6}Z)(?:-(?P<label>%s))?\.(?P<ext>dump|dir|sql)$' % LABEL_PATTERN)
+LABEL_RE = re.compile(r'^%s$' % LABEL_PATTERN)
+COMPRESS_RE = re.compile(r'^(?:(?P<method>gzip|lz4|zstd|none)(?::(?P<level>\d+))?|(?P<bare>\d+))$')
+COMPRESS_LEVELS = {'gzip': (1, 9), 'lz4': (1, 12), 'zstd': (1, 22)}
+PLAIN_HEADER = b'-- PostgreSQL database dump'
+PLAIN_FOOTER = b'-- PostgreSQL database dump complete'
+CHUNK = 1024 * 1024
+
+
+class BackupError(Exception):
+    """The operation cannot be done; the message says why and what to do."""
+
+
+def utcnow():
+    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+
+
+def iso(when):
+    return when.astimezone(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
+
+
+# ---- validation ------------------------------------------------------------------------------
+
+def check_database(name, parameter='database'):
+    if not isinstance(name, str) or name == '':
+        raise BackupError('%s must be a non-empty database name' % parameter)
+    if '/' in name or name.startswith('.') or any(ord(char) < 32 for char in name):
+        raise BackupError('%s=%r cannot name dump files: no "/", no control characters, and no '
+                          'leading "."' % (parameter, name))
+    if len(name.encode('utf-8')) > MAX_IDENTIFIER_BYTES:
+        raise BackupError('%s=%r is longer than PostgreSQL\'s %d bytes'
+                          % (parameter, name, MAX_IDENTIFIER_BYTES))
+    return name
+
+
+def check_label(label, parameter='label'):
+    if label is None or label == '':
+        return None
+    if not isinstance(label, str) or not LABEL_RE.match(label) or label.endswith('.globals'):
+        raise BackupError('%s=%r: a label is 1-100 letters, digits, ".", "_", "+" or "-", starting '
+                          'with a letter or digit (and not ending in ".globals")' % (parameter, label))
+    return label
+
+
+def check_positive(value, parameter, allow_none=True):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise BackupError('%s must be an integer of at least 1: got %r' % (parameter, value))
+    return value
+
+
+def check_format(fmt):
+    if fmt not in FORMATS:
+        raise BackupError('format must be one of %s: got %r' % (', '.join(sorted(FORMATS)), fmt))
+    return fmt
+
+
+# ---- naming ----------------------------------------------------------------------------------
+
+def dump_name(database, when, label=None, fmt='custom'):
+    """The file name of a dump of DATABASE taken at WHEN (a datetime)."""
+    stem = '%s-%s' % (database, when.astimezone(datetime.timezone.utc).strftime(TIME_FORMAT))
+    if label:
+        stem += '-' + label
+    return '%s.%s' % (stem, FORMATS[fmt])
+
+
+def parse_dump_name(name, database):
+    """Return {name, database, time, label, format} when NAME is a dump of DATABASE, else None.
+
+    The database is given because names and labels may hold "-": the name must start with
+    DATABASE followed by "-" and a time, so the dumps of ``app-2`` are never those of ``app``.
+    """
+    prefix = database + '-'
+    if not name.startswith(prefix) or name.endswith(GLOBALS_SUFFIX):
+        return None
+    match = NAME_RE.match(name[len(prefix):])
+    if not match:
+        return None
+    try:
+        when = datetime.datetime.strptime(match.group('time'), TIME_FORMAT).replace(tzinfo=datetime.timezone.utc)
+    except ValueError:
+        return None
+    return {'name': name, 'database': database, 'time': when, 'label': match.group('label'),
+            'format': FORMAT_OF_EXTENSION[match.group('ext')]}
+
+
+def format_of(name):
+    """The dump format, from the extension of NAME, or None."""
+    if name.endswith(GLOBALS_SUFFIX):
+        return None
+    return FORMAT_OF_EXTENSION.get(name.rsplit('.', 1)[-1]) if '.' in name else None
+
+
+def stem_of(name):
+    return name.rsplit('.', 1)[0]
+
+
+def partial_name(name):
+    return '.%s%s' % (name, PARTIAL_SUFFIX)
+
+
+def companions(directory, name):
+    """The paths that belong to the dump NAME in DIRECTORY."""
+    path = os.path.join(directory, name)
+    return {
+        'path': path,
+        'sha256': path + CHECKSUM_SUFFIX,
+        'json': path + METADATA_SUFFIX,
+        'globals': os.path.join(directory, stem_of(name) + GLOBALS_SUFFIX),
+        'partial': os.path.join(directory, partial_name(name)),
+    }
+
+
+def database_names(database, when):
+    """The temporary and the replaced database names of a restore of DATABASE at WHEN."""
+    stamp = when.astimezone(datetime.timezone.utc).strftime(DATABASE_TIME_FORMAT)
+    names = ('%s_restore_%s' % (database, stamp), '%s_replaced_%s' % (database, stamp))
+    for item in names:
+        if len(item.encode('utf-8')) > MAX_IDENTIFIER_BYTES:
+            raise BackupError('database name %r is too long to restore safely: %s would be longer '
+                              'than PostgreSQL\'s %d bytes' % (database, item, MAX_IDENTIFIER_BYTES))
+    return names
+
+
+# ---- SQL quoting and argv --------------------------------------------------------------------
+
+def quote_ident(value):
+    return '"%s"' % value.replace('"', '""')
+
+
+def quote_literal(value):
+    if '\\' in value:
+        return "E'%s'" % value.replace('\\', '\\\\').replace("'", "''")
+    return "'%s'" % value.replace("'", "''")
+
+
+def conninfo(database):
+    """A libpq connection string naming DATABASE: safe whatever the name holds ("=", spaces)."""
+    return "dbname='%s'" % database.replace('\\', '\\\\').replace("'", "\\'")
+
+
+def display(argv):
+    return ' '.join(shlex.quote(str(arg)) for arg in argv)
+
+
+def compress_args(spec, pg_dump_major, fmt='custom'):
+    """pg_dump arguments for the compression SPEC ("gzip:1", "zstd:3", "lz4", "6", "0", "none").
+
+    zstd and lz4 need pg_dump 16 or later; a compressed plain dump is refused, since psql
+    cannot restore it.
+    """
+    if spec is None or str(spec).strip() == '':
+        return []
+    text = str(spec).strip().lower()
+    match = COMPRESS_RE.match(text)
+    if not match:
+        raise BackupError('compress=%r: use METHOD or METHOD:LEVEL with METHOD gzip, lz4 or zstd, '
+                          'a gzip level 0-9, or 0 (or none) for no compression' % (spec,))
+    if match.group('bare') is not None:
+        level = int(match.group('bare'))
+        method = 'gzip' if level > 0 else 'none'
+        if level > 9:
+            raise BackupError('compress=%r: a bare number is a gzip level, 0-9' % (spec,))
+    else:
+        method = match.group('method')
+        level = int(match.group('level')) if match.group('level') is not None else None
+        if method == 'none' and level:
+            raise BackupError('compress=%r: "none" takes no level' % (spec,))
+        if method == 'gzip' and level == 0:
+            method, level = 'none', None
+    if method == 'none':
+        return ['--compress=0'] if pg_dump_major < 16 else ['--compress=none']
+    if fmt == 'plain':
+        raise BackupError('compress=%s with format=plain would write a compressed SQL file that psql '
+                          'cannot restore: use format custom or directory, or compress=0' % spec)
+    if level is not None:
+        low, high = COMPRESS_LEVELS[method]
+        if not low <= level <= high:
+            raise BackupError('compress=%r: %s levels are %d-%d' % (spec, method, low, high))
+    if method != 'gzip' and pg_dump_major < 16:
+        raise BackupError('compress=%s needs pg_dump 16 or later, and this host has pg_dump %d: use '
+                          'gzip:LEVEL (1 is fast) or 0 for none' % (spec, pg_dump_major))
+    if pg_dump_major < 16:
+        return ['--compress=%d' % (6 if level is None else level)]
+    return ['--compress=%s' % (method if level is None else '%s:%d' % (method, level))]
+
+
+def pg_dump_argv(pg_dump, database, target, fmt='custom', jobs=1, compress=(), connection=()):
+    argv = [pg_dump, '--format=%s' % fmt, '--file=%s' % target]
+    if fmt == 'directory' and jobs and jobs > 1:
+        argv.append('--jobs=%d' % jobs)
+    return argv + list(compress) + list(connection) + ['--dbname=%s' % conninfo(database)]
+
+
+def pg_dumpall_globals_argv(pg_dumpall, target, connection=()):
+    return ([pg_dumpall, '--globals-only', '--file=%s' % target] + list(connection)
+            + ['--dbname=%s' % conninfo(MAINTENANCE_DB)])
+
+
+def pg_restore_list_argv(pg_restore, path):
+    return [pg_restore, '--list', path]
+
+
+def pg_restore_argv(pg_restore, path, database, jobs=1, connection=()):
+    argv = [pg_restore, '--exit-on-error']
+    if jobs and jobs > 1:
+        argv.append('--jobs=%d' % jobs)
+    return argv + list(connection) + ['--dbname=%s' % conninfo(database), path]
+
+
+def psql_restore_argv(psql, path, database, connection=()):
+    return ([psql, '--no-psqlrc', '--quiet', '--set=ON_ERROR_STOP=1', '--single-transaction']
+            + list(connection) + ['--dbname=%s' % conninfo(database), '--file=%s' % path])
+
+
+def psql_argv(psql, database, statements, connection=()):
+    """psql running each statement as its own -c (each its own transaction, in order)."""
+    argv = [psql, '--no-psqlrc', '--quiet', '--no-align', '--tuples-only', '--set=ON_ERROR_STOP=1']
+    argv += list(connection) + ['--dbname=%s' % conninfo(database)]
+    for statement in statements:
+        argv += ['--command', statement]
+    return argv
+
+
+def parse_version(text):
+    """(major, minor) from `pg_dump --version` or a server_version, e.g. (15, 13)."""
+    match = re.search(r'(\d+)(?:\.(\d+))?', text or '')
+    if not match:
+        raise BackupError('cannot read a PostgreSQL version from %r' % (text,))
+    return int(match.group(1)), int(match.group(2) or 0)
+
+
+def find_program(name, bin_dir=None):
+    """NAME from BIN_DIR, else PATH (Debian's wrapper picks the version), else the newest
+    /usr/lib/postgresql/*/bin."""
+    if bin_dir:
+        path = os.path.join(bin_dir, name)
+        if os.access(path, os.X_OK):
+            return path
+        raise BackupError('%s is not an executable program' % path)
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = glob.glob('/usr/lib/postgresql/*/bin/%s' % name)
+    candidates.sort(key=lambda path: [int(part) if part.isdigit() else 0
+                                      for part in path.split('/')[4].split('.')])
+    if candidates:
+        return candidates[-1]
+    raise BackupError('%s was found neither on PATH nor in /usr/lib/postgresql/*/bin: install the '
+                      'PostgreSQL client (Debian package postgresql-client)' % name)
+
+
+def tail(text, lines=15):
+    text = (text or '').strip()
+    return '\n'.join(text.splitlines()[-lines:]) or '(no output)'
+
+
+def subprocess_runner(argv, env=None):
+    """The runner of the command-line script: no shell, the environment plus ENV."""
+    full = dict(os.environ)
+    full.update(env or {})
+    done = subprocess.run(argv, env=full, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+    return done.returncode, done.stdout.decode('utf-8', 'replace'), done.stderr.decode('utf-8', 'replace')
+
+
+def login_argument_spec():
+    """The login options of the modules (documented in the weblab.stack.postgresql_login fragment)."""
+    return dict(
+        login_host=dict(type='str'),
+        login_port=dict(type='int'),
+        login_user=dict(type='str'),
+        login_password=dict(type='str', no_log=True),
+    )
+
+
+def module_postgres(module):
+    """A Postgres for an AnsibleModule: its login options, programs run by module.run_command."""
+    def runner(argv, env):
+        return module.run_command(argv, environ_update=env, check_rc=False)
+
+    params = module.params
+    return Postgres(runner, host=params['login_host'], port=params['login_port'], user=params['login_user'],
+                    password=params['login_password'])
+
+
+class Postgres:
+    """How to reach the server, and every program run against it (recorded in ``commands``).
+
+    Without HOST, libpq connects through the local socket as the user running this code. The
+    password goes only into the environment of each program (PGPASSWORD).
+    """
+
+    def __init__(self, runner, host=None, port=None, user=None, password=None, bin_dir=None):
+        self.runner = runner
+        self.host = host or None
+        self.port = port
+        self.user = user or None
+        self.password = password or None
+        self.bin_dir = bin_dir
+        self.commands = []
+        self._programs = {}
+
+    def connection_args(self):
+        args = []
+        if self.host:
+            args.append('--host=%s' % self.host)
+        if self.port:
+            args.append('--port=%s' % int(self.port))
+        if self.user:
+            args.append('--username=%s' % self.user)
+        # Never prompt: a missing password is an error, not a hang.
+        args.append('--no-password')
+        return args
+
+    def env(self):
+        return {'PGPASSWORD': self.password} if self.password else {}
+
+    def program(self, name):
+        if name not in self._programs:
+            self._programs[name] = find_program(name, self.bin_dir)
+        return self._programs[name]
+
+    def run(self, argv):
+        self.commands.append(display(argv))
+        rc, out, err = self.runner(list(argv), self.env())
+        return rc, out or '', err or ''
+
+    def run_ok(self, argv, what):
+        rc, out, err = self.run(argv)
+        if rc != 0:
+            raise BackupError('%s failed (rc=%s): %s' % (what, rc, tail(err or out)))
+        return out
+
+    def version(self, name):
+        """(major, minor) of program NAME (`NAME --version`)."""
+        return parse_version(self.run_ok([self.program(name), '--version'], '%s --version' % name))
+
+    def query(self, sql, database=MAINTENANCE_DB):
+        """The single JSON value SQL returns (None for no row)."""
+        out = self.run_ok(psql_argv(self.program('psql'), database, [sql], self.connection_args()),
+                          'the query %r on database %s' % (sql.split(' FROM ')[0][:60], database))
+        text = out.strip()
+        return json.loads(text) if text else None
+
+    def execute(self, statements, what, database=MAINTENANCE_DB):
+        return self.run_ok(psql_argv(self.program('psql'), database, statements, self.connection_args()), what)
+
+    def server_version(self):
+        return self.query("SELECT to_json(current_setting('server_version'))")
+
+    def database_info(self, name):
+        """Owner, encoding, locale, connection flag and database grants of NAME, or None."""
+        return self.query(
+            "SELECT json_build_object('name', d.datname, 'owner', pg_get_userbyid(d.datdba), "
+            "'encoding', pg_encoding_to_char(d.encoding), 'collate', d.datcollate, 'ctype', d.datctype, "
+            "'allow_connections', d.datallowconn, 'has_acl', d.datacl IS NOT NULL, "
+            "'grants', (SELECT coalesce(json_agg(json_build_object('privilege', a.privilege_type, "
+            "'grantee', CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END, "
+            "'grantable', a.is_grantable)), '[]'::json) FROM aclexplode(d.datacl) a WHERE a.grantee <> d.datdba)) "
+            "FROM pg_database d WHERE d.datname = %s" % quote_literal(name))
+
+    def existing_databases(self, names):
+        return self.query("SELECT coalesce(json_agg(datname ORDER BY datname), '[]'::json) FROM pg_database "
+                          "WHERE datname IN (%s)" % ', '.join(quote_literal(name) for name in names))
+
+
+# ---- files -----------------------------------------------------------------------------------
+
+def fsync_dir(path):
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path, text, mode=0o600):
+    """Write TEXT to PATH through a temporary file in the same directory and a rename."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix='.%s.' % os.path.basename(path), suffix='.tmp', dir=directory)
+    try:
+        with os.fdopen(fd, 'w', encoding='utf-8') as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.rename(tmp, path)
+    except BaseException:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        raise
+    fsync_dir(directory)
+
+
+def remove_path(path):
+    """Remove a file or a directory tree; True when something was there."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+        return True
+    if os.path.lexists(path):
+        os.unlink(path)
+        return True
+    return False
+
+
+def file_sha256(path):
+    digest = hashlib.sha256()
+    with open(path, 'rb') as handle:
+        for block in iter(lambda: handle.read(CHUNK), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def dump_files(path):
+    """The files of a dump, as (path relative to the backup directory, absolute path), sorted."""
+    name = os.path.basename(path)
+    if not os.path.isdir(path):
+        return [(name, path)]
+    found = []
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        for item in files:
+            full = os.path.join(root, item)
+            found.append((os.path.join(name, os.path.relpath(full, path)), full))
+    return sorted(found)
+
+
+def dump_size(path):
+    return sum(os.path.getsize(full) for dummy, full in dump_files(path))
+
+
+def checksum_lines(path):
+    """sha256sum lines (relative to the backup directory) for the dump at PATH."""
+    return ['%s  %s\n' % (file_sha256(full), relative) for relative, full in dump_files(path)]
+
+
+def checksum_of_lines(lines):
+    """The checksum of a dump: of its one file, or for a directory of its sorted checksum lines."""
+    if len(lines) == 1 and '/' not in lines[0].split('  ', 1)[1]:
+        return lines[0].split('  ', 1)[0]
+    return hashlib.sha256(''.join(lines).encode('utf-8')).hexdigest()
+
+
+def write_checksum(path):
+    lines = checksum_lines(path)
+    write_atomic(path + CHECKSUM_SUFFIX, ''.join(lines), 0o600)
+    return checksum_of_lines(lines)
+
+
+def read_checksum_file(path):
+    """{relative name: sha256} from a sha256sum file."""
+    entries = {}
+    with open(path, 'r', encoding='utf-8') as handle:
+        for number, line in enumerate(handle, 1):
+            line = line.rstrip('\n')
+            match = re.match(r'^([0-9a-fA-F]{64}) [ *](.+)$', line)
+            if not match:
+                raise BackupError('%s line %d is not in sha256sum format' % (path, number))
+            entries[match.group(2)] = match.group(1).lower()
+    if not entries:
+        raise BackupError('%s is empty' % path)
+    return entries
+
+
+def verify_checksum(path):
+    """Compare the dump at PATH with its .sha256 file; return its checksum or raise BackupError
+    naming what differs (a truncated or altered file, a missing or an extra file)."""
+    sums = path + CHECKSUM_SUFFIX
+    if not os.path.lexists(path):
+        raise BackupError('the dump %s does not exist' % path)
+    if not os.path.isfile(sums):
+        raise BackupError('the dump %s has no checksum file %s, so it cannot be proven intact; '
+                          'refusing it' % (path, os.path.basename(sums)))
+    expected = read_checksum_file(sums)
+    lines = checksum_lines(path)
+    actual = dict((line.split('  ', 1)[1].rstrip('\n'), line.split('  ', 1)[0]) for line in lines)
+    problems = []
+    for name in sorted(set(expected) | set(actual)):
+        if name not in actual:
+            problems.append('%s is missing' % name)
+        elif name not in expected:
+            problems.append('%s is not in the checksum file' % name)
+        elif expected[name] != actual[name]:
+            full = os.path.join(os.path.dirname(path), name)
+            problems.append('%s has sha256 %s, the checksum file says %s (size now %d bytes)'
+                            % (name, actual[name], expected[name], os.path.getsize(full)))
+    if problems:
+        raise BackupError('the dump %s is damaged (truncated or altered since it was verified): %s. '
+                          'Nothing was changed; choose another dump'
+                          % (path, '; '.join(problems)))
+    return checksum_of_lines(lines)
+
+
+def verify_plain(path):
+    """A plain SQL dump is whole when it starts with pg_dump's header and ends with its footer."""
+    with open(path, 'rb') as handle:
+        head = handle.read(512)
+        handle.seek(max(0, os.path.getsize(path) - 4096))
+        end = handle.read()
+    if PLAIN_HEADER not in head:
+        raise BackupError('%s does not start like a pg_dump plain SQL dump' % path)
+    if PLAIN_FOOTER not in end:
+        raise BackupError('%s does not end with "%s": it is incomplete' % (path, PLAIN_FOOTER.decode()))
+
+
+def verify_contents(pg, path, fmt):
+    """Read the table of contents (custom, directory) or the plain dump's header and footer."""
+    if fmt == 'plain':
+        verify_plain(path)
+        return
+    rc, out, err = pg.run(pg_restore_list_argv(pg.program('pg_restore'), path))
+    if rc != 0 or not any(line and not line.startswith(';') for line in out.splitlines()):
+        raise BackupError('the table of contents of %s cannot be read (pg_restore --list, rc=%s): %s. '
+                          'The dump is damaged; nothing was changed' % (path, rc, tail(err or out, 5)))
+
+
+def read_metadata(path):
+    """(metadata dict or None, problem or None) for the dump at PATH."""
+    try:
+        with open(path + METADATA_SUFFIX, 'r', encoding='utf-8') as handle:
+            data = json.load(handle)
+    except FileNotFoundError:
+        return None, 'no metadata file'
+    except (OSError, ValueError) as exc:
+        return None, 'unreadable metadata: %s' % exc
+    if not isinstance(data, dict):
+        return None, 'metadata is not a JSON object'
+    if data.get('file') != os.path.basename(path):
+        return data, 'metadata names another file (%r)' % data.get('file')
+    return data, None
+
+
+def scan(directory, database):
+    """Every dump of DATABASE in DIRECTORY (partial ones included), oldest first.
+
+    Each entry: name, path, database, time, label, format, partial, verified, metadata, problem.
+    """
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    entries = []
+    for name in names:
+        partial = name.startswith('.') and name.endswith(PARTIAL_SUFFIX)
+        real_name = name[1:-len(PARTIAL_SUFFIX)] if partial else name
+        parsed = parse_dump_name(real_name, database)
+        if parsed is None:
+            continue
+        path = os.path.join(directory, name)
+        entry = dict(parsed, name=name, path=path, partial=partial, verified=False, metadata=None,
+                     problem='being written, or left by a dump that did not finish' if partial else None)
+        if not partial:
+            metadata, problem = read_metadata(path)
+            entry['metadata'] = metadata
+            if problem is None and metadata.get('verified') is not True:
+                problem = 'metadata does not say verified'
+            if problem is None and not os.path.isfile(path + CHECKSUM_SUFFIX):
+                problem = 'no checksum file'
+            entry['problem'] = problem
+            entry['verified'] = problem is None
+        entries.append(entry)
+    entries.sort(key=lambda item: (item['time'], item['name']))
+    return entries
+
+
+def choose_latest(entries, label=None):
+    """The newest verified dump (with LABEL, when given), or None. Partial, unverified and
+    dumps with damaged metadata are skipped."""
+    chosen = None
+    for entry in entries:
+        if entry['partial'] or not entry['verified']:
+            continue
+        if label is not None and entry['label'] != label:
+            continue
+        if chosen is None or (entry['time'], entry['name']) > (chosen['time'], chosen['name']):
+            chosen = entry
+    return chosen
+
+
+def choose_removals(entries, keep=None, max_age_days=None, now=None):
+    """The entries retention removes, oldest first, each with a ``reason``.
+
+    A verified dump is kept when it is among the KEEP newest verified dumps or younger than
+    MAX_AGE_DAYS days (either rule keeps it; without either rule every verified dump is kept).
+    The newest verified dump is always kept. Partial and unverified dumps older than the newest
+    verified one are leftovers of failed runs and are removed; newer ones may be in progress
+    and are kept. Without any verified dump nothing is removed.
+    """
+    now = now or utcnow()
+    verified = [entry for entry in entries if entry['verified'] and not entry['partial']]
+    verified.sort(key=lambda item: (item['time'], item['name']), reverse=True)
+    if not verified:
+        return []
+    newest = verified[0]
+    rank = dict((entry['path'], index) for index, entry in enumerate(verified))
+    removals = []
+    for entry in entries:
+        if entry['path'] == newest['path']:
+            continue
+        if entry['partial'] or not entry['verified']:
+            if (entry['time'], entry['name']) < (newest['time'], newest['name']):
+                removals.append(dict(entry, reason='%s, older than the newest verified dump'
+                                     % ('partial' if entry['partial'] else 'unverified (%s)' % entry['problem'])))
+            continue
+        if keep is None and max_age_days is None:
+            continue
+        by_count = keep is not None and rank[entry['path']] < keep
+        by_age = max_age_days is not None and now - entry['time'] < datetime.timedelta(days=max_age_days)
+        if by_count or by_age:
+            continue
+        reasons = []
+        if keep is not None:
+            reasons.append('not among the %d newest' % keep)
+        if max_age_days is not None:
+            reasons.append('%d days old or more' % max_age_days)
+        removals.append(dict(entry, reason=' and '.join(reasons)))
+    removals.sort(key=lambda item: (item['time'], item['name']))
+    return removals
+
+
+def remove_dump(directory, entry):
+    """Remove a dump and everything beside it; return the paths removed. The metadata goes
+    first, so a half-removed dump never counts as verified."""
+    if entry['partial']:
+        return [entry['path']] if remove_path(entry['path']) else []
+    paths = companions(directory, entry['name'])
+    removed = []
+    for key in ('json', 'sha256', 'path', 'globals'):
+        if remove_path(paths[key]):
+            removed.append(paths[key])
+    return removed
+
+
+# ---- dump ------------------------------------------------------------------------------------
+
+def dump(pg, backup_dir, database, fmt='custom', jobs=1, compress=None, label=None, globals_dump=False,
+         keep=None, max_age_days=None, check_mode=False, now=None, clock=time.monotonic):
+    """Dump DATABASE into BACKUP_DIR under a temporary name, rename it, verify it, write its
+    checksum and metadata (and the globals), then apply retention. Returns the result dict of
+    the postgresql_dump module."""
+    check_database(database)
+    check_format(fmt)
+    label = check_label(label)
+    check_positive(jobs, 'jobs', allow_none=False)
+    keep = check_positive(keep, 'keep')
+    max_age_days = check_positive(max_age_days, 'max_age_days')
+    if jobs > 1 and fmt != 'directory':
+        raise BackupError('jobs=%d needs format=directory: only the directory format is dumped in '
+                          'parallel (pg_restore reads custom dumps in parallel too)' % jobs)
+    backup_dir = os.path.abspath(backup_dir)
+    result = {'changed': True, 'database': database, 'backup_dir': backup_dir, 'format': fmt,
+              'label': label, 'path': None, 'name': None, 'size': None, 'checksum': None,
+              'duration': None, 'globals_path': None, 'metadata': None, 'removed': [], 'actions': [],
+              'warnings': [], 'commands': pg.commands}
+    if os.path.lexists(backup_dir) and not os.path.isdir(backup_dir):
+        raise BackupError('backup_dir %s exists and is not a directory' % backup_dir)
+    before = [entry['name'] for entry in scan(backup_dir, database) if entry['verified']]
+
+    pg_dump_version = None
+    compress_argv = []
+    try:
+        pg_dump_version = pg.version('pg_dump')
+    except BackupError as exc:
+        if not check_mode:
+            raise
+        result['warnings'].append('pg_dump cannot be run yet (%s); in a real run it must be installed' % exc)
+    if pg_dump_version is not None:
+        compress_argv = compress_args(compress, pg_dump_version[0], fmt)
+
+    now = now or utcnow()
+    name = dump_name(database, now, label, fmt)
+    if check_mode:
+        result['name'] = name
+        result['path'] = os.path.join(backup_dir, name)
+        if not os.path.isdir(backup_dir):
+            result['actions'].append('create %s' % backup_dir)
+        result['actions'].append('dump database %s (%s format) to %s' % (database, fmt, result['path']))
+        if globals_dump:
+            result['actions'].append('dump the roles and tablespaces to %s' % companions(backup_dir, name)['globals'])
+        planned = scan(backup_dir, database)
+        planned.append(dict(parse_dump_name(name, database), path=result['path'], partial=False,
+                            verified=True, metadata=None, problem=None))
+        removals = choose_removals(planned, keep, max_age_days, now)
+        for entry in removals:
+            result['actions'].append('remove %s (%s)' % (entry['name'], entry['reason']))
+        result['removed'] = [entry['path'] for entry in removals]
+        result['diff'] = {'before': {'dumps': before},
+                          'after': {'dumps': sorted(set(before) - set(e['name'] for e in removals)) + [name]}}
+        return result
+
+    if not os.path.isdir(backup_dir):
+        os.makedirs(backup_dir, 0o700)
+        result['actions'].append('create %s' % backup_dir)
+    # One name per second: a second dump in the same second waits for the next one.
+    for dummy in range(3):
+        paths = companions(backup_dir, name)
+        if not any(os.path.lexists(paths[key]) for key in ('path', 'partial', 'json', 'sha256')):
+            break
+        time.sleep(1.05 - (time.time() % 1))
+        now = utcnow()
+        name = dump_name(database, now, label, fmt)
+    else:
+        raise BackupError('%s already exists' % paths['path'])
+
+    server_version = pg.server_version()
+    started = clock()
+    remove_path(paths['partial'])
+    argv = pg_dump_argv(pg.program('pg_dump'), database, paths['partial'], fmt, jobs, compress_argv,
+                        pg.connection_args())
+    rc, out, err = pg.run(argv)
+    if rc != 0:
+        remove_path(paths['partial'])
+        raise BackupError('pg_dump of database %s failed (rc=%s), nothing was kept: %s'
+                          % (database, rc, tail(err or out)))
+    os.rename(paths['partial'], paths['path'])
+    fsync_dir(backup_dir)
+    result['actions'].append('dump database %s (%s format) to %s' % (database, fmt, paths['path']))
+    verify_contents(pg, paths['path'], fmt)
+    checksum = write_checksum(paths['path'])
+    size = dump_size(paths['path'])
+
+    globals_path = None
+    if globals_dump:
+        globals_partial = os.path.join(backup_dir, partial_name(os.path.basename(paths['globals'])))
+        remove_path(globals_partial)
+        rc, out, err = pg.run(pg_dumpall_globals_argv(pg.program('pg_dumpall'), globals_partial,
+                                                      pg.connection_args()))
+        if rc != 0:
+            remove_path(globals_partial)
+            raise BackupError('pg_dumpall --globals-only failed (rc=%s); the dump %s was written but is '
+                              'not marked verified: %s' % (rc, paths['path'], tail(err or out)))
+        os.rename(globals_partial, paths['globals'])
+        globals_path = paths['globals']
+        result['actions'].append('dump the roles and tablespaces to %s' % globals_path)
+    duration = round(clock() - started, 3)
+    finished = utcnow()
+    metadata = {
+        'database': database, 'file': os.path.basename(paths['path']), 'format': fmt, 'size': size,
+        'sha256': checksum, 'server_version': server_version,
+        'pg_dump_version': '%d.%d' % pg_dump_version, 'started': iso(now), 'finished': iso(finished),
+        'duration': duration, 'label': label, 'verified': True, 'host': socket.gethostname(),
+        'compress': compress or None, 'jobs': jobs,
+        'globals': os.path.basename(globals_path) if globals_path else None,
+    }
+    write_atomic(paths['json'], json.dumps(metadata, indent=2, sort_keys=True) + '\n', 0o600)
+
+    removals = choose_removals(scan(backup_dir, database), keep, max_age_days, now)
+    for entry in removals:
+        remove_dump(backup_dir, entry)
+        result['actions'].append('remove %s (%s)' % (entry['name'], entry['reason']))
+    if removals:
+        fsync_dir(backup_dir)
+    after = [entry['name'] for entry in scan(backup_dir, database) if entry['verified']]
+    result.update(path=paths['path'], name=os.path.basename(paths['path']), size=size, checksum=checksum,
+                  duration=duration, globals_path=globals_path, metadata=metadata,
+                  removed=[entry['path'] for entry in removals],
+                  diff={'before': {'dumps': before}, 'after': {'dumps': after}})
+    return result
+
+
+# ---- restore ---------------------------------------------------------------------------------
+
+def pick_dump(backup_dir, database, dump_ref='latest', label=None):
+    """(path, format, entry-or-None) of the dump to restore. `latest` is the newest verified dump
+    of DATABASE (with LABEL, when given); a name is a file or directory in BACKUP_DIR."""
+    if dump_ref in (None, '', 'latest'):
+        entries = scan(backup_dir, database)
+        chosen = choose_latest(entries, label)
+        if chosen is None:
+            others = ', '.join('%s (%s)' % (entry['name'], entry['problem']) for entry in entries) or 'none'
+            raise BackupError('no verified dump of database %s%s in %s; dumps found: %s'
+                              % (database, ' labelled %s' % label if label else '', backup_dir, others))
+        return chosen['path'], chosen['format'], chosen
+    if '/' in dump_ref or dump_ref in ('.', '..') or dump_ref.startswith('.'):
+        raise BackupError('dump=%r must be the name of a dump in backup_dir (no "/"), or latest' % dump_ref)
+    fmt = format_of(dump_ref)
+    if fmt is None:
+        raise BackupError('dump=%r: a dump name ends in .dump (custom), .dir (directory) or .sql (plain)'
+                          % dump_ref)
+    path = os.path.join(backup_dir, dump_ref)
+    if not os.path.lexists(path):
+        raise BackupError('the dump %s does not exist' % path)
+    return path, fmt, None
+
+
+def restore(pg, backup_dir, database, dump_ref='latest', label=None, jobs=1, keep_replaced=True,
+            check_mode=False, now=None, clock=time.monotonic, sleep=time.sleep):
+    """Check the dump (checksum, then table of contents), restore it into a new database and,
+    only when that succeeded, swap it in for DATABASE. Returns the postgresql_restore result."""
+    check_database(database)
+    label = check_label(label)
+    check_positive(jobs, 'jobs', allow_none=False)
+    backup_dir = os.path.abspath(backup_dir)
+    started = clock()
+    path, fmt, dummy = pick_dump(backup_dir, database, dump_ref, label)
+    result = {'changed': True, 'database': database, 'dump': path, 'format': fmt, 'checksum': None,
+              'replaced_by': None, 'restored_into': None, 'duration': None, 'actions': [], 'warnings': [],
+              'commands': pg.commands}
+    # Read-only checks first, in check mode too: nothing is touched before they pass.
+    result['checksum'] = verify_checksum(path)
+    verify_contents(pg, path, fmt)
+    if fmt == 'plain' and jobs > 1:
+        result['warnings'].append('jobs=%d is ignored: a plain SQL dump is restored by psql in one '
+                                  'transaction' % jobs)
+    now = now or utcnow()
+    temp, replaced = database_names(database, now)
+    target = pg.database_info(database)
+    taken = pg.existing_databases([temp, replaced])
+    if taken:
+        raise BackupError('database %s already exists (left by an interrupted restore?); drop it or '
+                          'retry in a second. Nothing was changed' % ', '.join(taken))
+    kept = replaced if target and keep_replaced else None
+    result['replaced_by'] = kept
+    result['restored_into'] = database
+    result['actions'].append('create database %s (owner %s) and restore %s into it'
+                             % (temp, target['owner'] if target else 'the login user', os.path.basename(path)))
+    if target:
+        result['actions'].append('rename database %s to %s and %s to %s' % (database, replaced, temp, database))
+        if not keep_replaced:
+            result['actions'].append('drop database %s (the replaced data)' % replaced)
+    else:
+        result['actions'].append('rename database %s to %s (there was no database %s)' % (temp, database, database))
+    result['diff'] = {'before': {'database': database, 'exists': bool(target), 'restored_from': None},
+                      'after': {'database': database, 'exists': True, 'restored_from': os.path.basename(path),
+                                'replaced_data_in': kept}}
+    if check_mode:
+        return result
+
+    create = 'CREATE DATABASE %s TEMPLATE template0' % quote_ident(temp)
+    if target:
+        create += ' OWNER %s ENCODING %s LC_COLLATE %s LC_CTYPE %s' % (
+            quote_ident(target['owner']), quote_literal(target['encoding']),
+            quote_literal(target['collate']), quote_literal(target['ctype']))
+    pg.execute([create], 'creating the temporary database %s' % temp)
+    try:
+        if target and target['has_acl']:
+            grants = ['REVOKE ALL ON DATABASE %s FROM PUBLIC' % quote_ident(temp)]
+            for grant in target['grants']:
+                grants.append('GRANT %s ON DATABASE %s TO %s%s' % (
+                    grant['privilege'], quote_ident(temp), grant['grantee'],
+                    ' WITH GRANT OPTION' if grant['grantable'] else ''))
+            pg.execute(grants, 'copying the database privileges of %s to %s' % (database, temp))
+        if fmt == 'plain':
+            argv = psql_restore_argv(pg.program('psql'), path, temp, pg.connection_args())
+        else:
+            argv = pg_restore_argv(pg.program('pg_restore'), path, temp, jobs, pg.connection_args())
+        rc, out, err = pg.run(argv)
+        if rc != 0:
+            raise BackupError('restoring %s into the temporary database %s failed (rc=%s); it was dropped '
+                              'and database %s was not touched: %s'
+                              % (os.path.basename(path), temp, rc, database, tail(err or out)))
+        if target:
+            swap(pg, database, temp, replaced, target['allow_connections'], sleep)
+        else:
+            pg.execute(['ALTER DATABASE %s RENAME TO %s' % (quote_ident(temp), quote_ident(database))],
+                       'renaming %s to %s' % (temp, database))
+    except BaseException:
+        drop_quietly(pg, temp)
+        raise
+    if target and not keep_replaced:
+        pg.execute(['DROP DATABASE %s' % quote_ident(replaced)], 'dropping the replaced database %s' % replaced)
+    result['duration'] = round(clock() - started, 3)
+    return result
+
+
+def drop_quietly(pg, name):
+    """Drop database NAME if it exists (after a failure: its own error must not hide the first)."""
+    try:
+        pg.execute(['DROP DATABASE IF EXISTS %s' % quote_ident(name)], 'dropping %s' % name)
+    except BackupError:
+        pass
+
+
+def swap(pg, database, temp, replaced, allow_connections, sleep=time.sleep, attempts=5):
+    """Close DATABASE to new connections, end the open ones, and rename DATABASE to REPLACED and
+    TEMP to DATABASE in one transaction. On failure DATABASE is as it was."""
+    ident, temp_ident, replaced_ident = quote_ident(database), quote_ident(temp), quote_ident(replaced)
+    if allow_connections:
+        pg.execute(['ALTER DATABASE %s ALLOW_CONNECTIONS false' % ident],
+                   'closing database %s to new connections' % database)
+    try:
+        terminate = ('SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = %s '
+                     'AND pid <> pg_backend_pid()' % quote_literal(database))
+        # Both renames or neither: one transaction.
+        renames = 'ALTER DATABASE %s RENAME TO %s; ALTER DATABASE %s RENAME TO %s' % (
+            ident, replaced_ident, temp_ident, ident)
+        for attempt in range(attempts):
+            try:
+                pg.execute([terminate, renames], 'swapping database %s for %s' % (temp, database))
+                break
+            except BackupError as exc:
+                if attempt == attempts - 1 or 'being accessed by other users' not in str(exc):
+                    raise
+                sleep(1)
+    except BaseException:
+        if allow_connections:
+            pg.execute(['ALTER DATABASE %s ALLOW_CONNECTIONS true' % ident],
+                       'reopening database %s to connections' % database)
+        raise
+    if allow_connections:
+        pg.execute(['ALTER DATABASE %s ALLOW_CONNECTIONS true' % replaced_ident],
+                    'reopening database %s to connections' % replaced)
+
+
+# ---- command line ----------------------------------------------------------------------------
+
+def write_status(path, result):
+    status = {'last_success': iso(utcnow()), 'file': result['path'], 'size': result['size'],
+              'duration': result['duration'], 'database': result['database'], 'sha256': result['checksum'],
+              'removed': result['removed']}
+    write_atomic(path, json.dumps(status, indent=2, sort_keys=True) + '\n', 0o644)
+    return status
+
+
+def main(argv=None, runner=subprocess_runner):
+    parser = argparse.ArgumentParser(prog='pg_backup.py', description='Verified PostgreSQL dumps (weblab.stack).')
+    commands = parser.add_subparsers(dest='command')
+    command = commands.add_parser('dump', help='dump one database, verify it, apply retention')
+    command.add_argument('--dir', required=True, help='the backup directory')
+    command.add_argument('--database', required=True)
+    command.add_argument('--format', default='custom', choices=sorted(FORMATS))
+    command.add_argument('--jobs', type=int, default=1, help='parallel jobs (directory format)')
+    command.add_argument('--compress', help='gzip:LEVEL, zstd:LEVEL, lz4, a gzip level or 0')
+    command.add_argument('--label')
+    command.add_argument('--globals', action='store_true', help='also pg_dumpall --globals-only')
+    command.add_argument('--keep', type=int, help='keep the N newest verified dumps')
+    command.add_argument('--max-age-days', type=int, help='keep the dumps younger than D days')
+    command.add_argument('--status-file', help='JSON status written on success, for monitoring')
+    command.add_argument('--host', help='server host (default: the local socket)')
+    command.add_argument('--port', type=int)
+    command.add_argument('--user')
+    args = parser.parse_args(argv)
+    if args.command != 'dump':
+        parser.print_usage(sys.stderr)
+        return 2
+    pg = Postgres(runner, host=args.host, port=args.port, user=args.user)
+    try:
+        result = dump(pg, args.dir, args.database, fmt=args.format, jobs=args.jobs, compress=args.compress,
+                      label=args.label, globals_dump=args.globals, keep=args.keep,
+                      max_age_days=args.max_age_days)
+        if args.status_file:
+            write_status(args.status_file, result)
+    except (BackupError, OSError) as exc:
+        sys.stderr.write('pg_backup: dump of database %s failed: %s\n' % (args.database, exc))
+        return 1
+    for line in result['actions']:
+        sys.stdout.write('%s\n' % line)
+    sys.stdout.write('verified dump %s: %d bytes, sha256 %s, %.1f s\n'
+                     % (result['path'], result['size'], result['checksum'], result['duration']))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

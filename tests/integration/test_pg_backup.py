@@ -1,0 +1,303 @@
+"""weblab.stack.postgresql_dump and postgresql_restore against a real PostgreSQL (the session
+cluster of conftest.py), through ansible-playbook, and the timer's command line."""
+
+import datetime
+import hashlib
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+COLLECTION = pathlib.Path(__file__).resolve().parents[2]
+SCRIPT = COLLECTION / "plugins" / "module_utils" / "pg_backup.py"
+
+
+def dump_args(cluster, backup_dir, database, **extra):
+    return dict(cluster.login, database=database, backup_dir=str(backup_dir), **extra)
+
+
+def files(backup_dir):
+    return sorted(os.listdir(backup_dir))
+
+
+def sha256sum_check(backup_dir, name):
+    """The checksum file verifies with the real sha256sum, from the backup directory."""
+    done = subprocess.run(["sha256sum", "--check", "--strict", name + ".sha256"], cwd=backup_dir,
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_dump_then_restore_latest_holds_the_rows_of_dump_time(cluster, run_module, backup_dir):
+    cluster.create_database("lab", rows=100)
+    args = dump_args(cluster, backup_dir, "lab")
+
+    checked = run_module("postgresql_dump", args, "--check")
+    assert checked["changed"] is True
+    assert checked["path"].startswith(str(backup_dir) + "/lab-")
+    assert files(backup_dir) == [], "check mode wrote files"
+
+    done = run_module("postgresql_dump", args)
+    assert done["changed"] is True
+    name = os.path.basename(done["path"])
+    assert files(backup_dir) == [name, name + ".json", name + ".sha256"]
+    sha256sum_check(backup_dir, name)
+    metadata = json.loads((backup_dir / (name + ".json")).read_text())
+    assert metadata["verified"] is True and metadata["file"] == name and metadata["database"] == "lab"
+    assert metadata["sha256"] == done["checksum"] == hashlib.sha256((backup_dir / name).read_bytes()).hexdigest()
+    assert metadata["size"] == done["size"] == (backup_dir / name).stat().st_size
+    assert cluster.password not in json.dumps(done.result["commands"])
+
+    again = run_module("postgresql_dump", args)
+    assert again["changed"] is True and again["path"] != done["path"], "a re-run makes a new dump"
+    assert len([item for item in files(backup_dir) if item.endswith(".dump")]) == 2
+
+    cluster.add_rows("lab", 101, 150)
+    before = cluster.databases()
+    restore_args = dict(cluster.login, database="lab", backup_dir=str(backup_dir))
+    checked = run_module("postgresql_restore", restore_args, "--check", "--diff")
+    assert checked["changed"] is True
+    assert checked["dump"] == again["path"], "latest is the newest verified dump"
+    assert any("rename database lab to lab_replaced_" in line for line in checked["actions"])
+    assert cluster.rows("lab") == list(range(1, 151)) and cluster.databases() == before
+
+    restored = run_module("postgresql_restore", restore_args)
+    assert restored["changed"] is True
+    assert cluster.rows("lab") == list(range(1, 101)), "the database holds the rows of dump time"
+    kept = restored["replaced_by"]
+    assert kept.startswith("lab_replaced_")
+    assert cluster.databases() == before | {kept}
+    assert cluster.rows(kept) == list(range(1, 151)), "the replaced data is kept aside"
+    assert cluster.password not in restored.output
+
+    rerun = run_module("postgresql_restore", restore_args)
+    assert rerun["changed"] is True and rerun["replaced_by"] != kept
+    assert cluster.rows("lab") == list(range(1, 101))
+
+
+def damage_truncate(path):
+    size = path.stat().st_size
+    with open(path, "r+b") as handle:
+        handle.truncate(size // 2)
+
+
+def damage_flip(path):
+    data = bytearray(path.read_bytes())
+    for offset in (len(data) // 2, len(data) // 2 + 7, len(data) - 40):
+        data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", [damage_truncate, damage_flip], ids=["truncated", "flipped-bytes"])
+def test_damaged_dump_is_refused_and_nothing_changes(cluster, run_module, backup_dir, damage):
+    cluster.create_database("damaged", rows=40)
+    good = run_module("postgresql_dump", dump_args(cluster, backup_dir, "damaged"))
+    cluster.add_rows("damaged", 41, 50)
+    newest = run_module("postgresql_dump", dump_args(cluster, backup_dir, "damaged"))
+    damage(pathlib.Path(newest["path"]))
+    cluster.add_rows("damaged", 51, 60)
+    before = cluster.databases()
+    restore_args = dict(cluster.login, database="damaged", backup_dir=str(backup_dir))
+
+    for extra in (("--check",), ()):
+        refused = run_module("postgresql_restore", restore_args, *extra)
+        assert refused.failed, refused.output
+        assert "is damaged" in refused.msg and os.path.basename(newest["path"]) in refused.msg, refused.msg
+        assert "Nothing was changed" in refused.msg
+        assert not any("CREATE DATABASE" in command or "pg_restore --exit-on-error" in command
+                       for command in refused.result["commands"]), refused.result["commands"]
+        assert cluster.rows("damaged") == list(range(1, 61)) and cluster.databases() == before
+
+    # Named, the older intact dump restores.
+    named = run_module("postgresql_restore", dict(restore_args, dump=os.path.basename(good["path"])))
+    assert not named.failed
+    assert cluster.rows("damaged") == list(range(1, 41))
+
+
+def test_damaged_table_of_contents_is_refused_even_with_a_matching_checksum(cluster, run_module, backup_dir):
+    """The second check: a dump cut short whose checksum file was rewritten to match."""
+    cluster.create_database("toc", rows=10)
+    made = run_module("postgresql_dump", dump_args(cluster, backup_dir, "toc"))
+    path = pathlib.Path(made["path"])
+    with open(path, "r+b") as handle:
+        handle.truncate(64)
+    (backup_dir / (path.name + ".sha256")).write_text(
+        "%s  %s\n" % (hashlib.sha256(path.read_bytes()).hexdigest(), path.name))
+    before = cluster.databases()
+    refused = run_module("postgresql_restore", dict(cluster.login, database="toc", backup_dir=str(backup_dir)))
+    assert refused.failed and "table of contents" in refused.msg, refused.msg
+    assert cluster.databases() == before and cluster.rows("toc") == list(range(1, 11))
+
+
+def test_restore_failing_midway_leaves_the_original_intact(cluster, run_module, backup_dir):
+    """The dump holds a table owned by a role that no longer exists: pg_restore creates the
+    first objects, then stops at ALTER TABLE ... OWNER TO; the original must not change."""
+    cluster.psql("DROP ROLE IF EXISTS doomed_owner")
+    cluster.psql("CREATE ROLE doomed_owner")
+    cluster.create_database("midway", rows=30)
+    cluster.psql("CREATE TABLE doomed (id int); ALTER TABLE doomed OWNER TO doomed_owner", "midway")
+    made = run_module("postgresql_dump", dump_args(cluster, backup_dir, "midway"))
+    cluster.psql("DROP TABLE doomed", "midway")
+    cluster.psql("DROP ROLE doomed_owner")
+    cluster.add_rows("midway", 31, 35)
+    before = cluster.databases()
+
+    failed = run_module("postgresql_restore", dict(cluster.login, database="midway", backup_dir=str(backup_dir)))
+    assert failed.failed, failed.output
+    assert "doomed_owner" in failed.msg and "was not touched" in failed.msg, failed.msg
+    assert any("pg_restore --exit-on-error" in command for command in failed.result["commands"])
+    assert cluster.databases() == before, "the temporary database was not dropped"
+    assert cluster.rows("midway") == list(range(1, 36))
+    assert cluster.psql("SELECT count(*) FROM pg_class WHERE relname = 'doomed'", "midway") == "0"
+    assert cluster.psql("SELECT datallowconn FROM pg_database WHERE datname = 'midway'") == "t"
+    assert any(made["path"] in command for command in failed.result["commands"])
+
+
+def simulated_dump(template, backup_dir, database, when, verified=True, partial=False):
+    """A copy of a real dump under the name of another time, with its own checksum and metadata."""
+    name = "%s-%s.dump" % (database, when.strftime("%Y%m%dT%H%M%SZ"))
+    if partial:
+        shutil.copyfile(template, backup_dir / (".%s.partial" % name))
+        return "." + name + ".partial"
+    shutil.copyfile(template, backup_dir / name)
+    digest = hashlib.sha256((backup_dir / name).read_bytes()).hexdigest()
+    (backup_dir / (name + ".sha256")).write_text("%s  %s\n" % (digest, name))
+    if verified:
+        (backup_dir / (name + ".json")).write_text(json.dumps(
+            {"database": database, "file": name, "format": "custom", "sha256": digest, "verified": True}))
+    return name
+
+
+def test_retention_over_simulated_dates_keeps_exactly_what_the_settings_say(cluster, run_module, backup_dir):
+    cluster.create_database("kept", rows=5)
+    template = run_module("postgresql_dump", dump_args(cluster, backup_dir, "kept"))
+    for item in files(backup_dir):
+        (backup_dir / item).rename(backup_dir.parent / item)
+    template_path = backup_dir.parent / os.path.basename(template["path"])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ages = {}
+    for days in (1, 2, 3, 5, 9, 30):
+        ages[days] = simulated_dump(template_path, backup_dir, "kept", now - datetime.timedelta(days=days, hours=1))
+    unverified_old = simulated_dump(template_path, backup_dir, "kept", now - datetime.timedelta(days=4), verified=False)
+    partial_old = simulated_dump(template_path, backup_dir, "kept", now - datetime.timedelta(days=6), partial=True)
+    other = simulated_dump(template_path, backup_dir, "kept-other", now - datetime.timedelta(days=60))
+    before = files(backup_dir)
+
+    # keep 2 newest OR younger than 4 days: the new dump, 1d, 2d, 3d stay; 5d, 9d, 30d go,
+    # as do the old unverified dump and the partial leftover; another database's dump stays.
+    args = dump_args(cluster, backup_dir, "kept", keep=2, max_age_days=4)
+    checked = run_module("postgresql_dump", args, "--check")
+    expected = sorted(str(backup_dir / name) for name in
+                      (ages[5], ages[9], ages[30], unverified_old, partial_old))
+    assert sorted(checked["removed"]) == expected
+    assert files(backup_dir) == before, "check mode removed files"
+
+    done = run_module("postgresql_dump", args)
+    assert sorted(done["removed"]) == expected
+    new = os.path.basename(done["path"])
+    left = set(files(backup_dir))
+    for name in (new, ages[1], ages[2], ages[3], other):
+        assert {name, name + ".sha256"} <= left, (name, left)
+    for name in (ages[5], ages[9], ages[30], unverified_old):
+        assert not {name, name + ".sha256", name + ".json"} & left, (name, left)
+    assert partial_old not in left
+
+    # Count only: the two newest verified dumps stay.
+    only = run_module("postgresql_dump", dump_args(cluster, backup_dir, "kept", keep=2))
+    newest = os.path.basename(only["path"])
+    assert sorted(name for name in files(backup_dir) if name.startswith("kept-2") and name.endswith(".dump")) \
+        == sorted([new, newest])
+
+
+def test_directory_format_with_jobs_restores(cluster, run_module, backup_dir):
+    cluster.create_database("para", rows=500)
+    for number in range(4):
+        cluster.psql("CREATE TABLE t%d AS SELECT i AS id FROM generate_series(1, 1000) i" % number, "para")
+    made = run_module("postgresql_dump", dump_args(cluster, backup_dir, "para", format="directory", jobs=2,
+                                                   compress="gzip:1"))
+    assert made["path"].endswith(".dir") and os.path.isdir(made["path"])
+    assert any(command.startswith(shutil.which("pg_dump") + " --format=directory") and "--jobs=2" in command
+               for command in made.result["commands"]), made.result["commands"]
+    sha256sum_check(backup_dir, os.path.basename(made["path"]))
+    cluster.add_rows("para", 501, 510)
+    restored = run_module("postgresql_restore", dict(cluster.login, database="para", backup_dir=str(backup_dir),
+                                                     jobs=2))
+    assert any("pg_restore --exit-on-error --jobs=2" in command for command in restored.result["commands"])
+    assert cluster.rows("para") == list(range(1, 501))
+    assert cluster.psql("SELECT count(*) FROM t3", "para") == "1000"
+
+
+def test_plain_format_restores_and_stops_on_error(cluster, run_module, backup_dir):
+    cluster.create_database("plain", rows=20)
+    made = run_module("postgresql_dump", dump_args(cluster, backup_dir, "plain", format="plain", label="v1.2"))
+    assert made["path"].endswith("-v1.2.sql")
+    cluster.add_rows("plain", 21, 25)
+    restored = run_module("postgresql_restore", dict(cluster.login, database="plain", backup_dir=str(backup_dir),
+                                                     label="v1.2"))
+    assert not restored.failed
+    assert any("ON_ERROR_STOP=1 --single-transaction" in command for command in restored.result["commands"])
+    assert cluster.rows("plain") == list(range(1, 21))
+
+
+def test_restore_into_a_new_database_keeps_owner_and_grants(cluster, run_module, backup_dir):
+    cluster.psql("DROP ROLE IF EXISTS lab_owner")
+    cluster.psql("DROP ROLE IF EXISTS lab_reader")
+    cluster.psql("CREATE ROLE lab_owner")
+    cluster.psql("CREATE ROLE lab_reader")
+    cluster.create_database("owned", rows=3, owner="lab_owner")
+    cluster.psql("REVOKE ALL ON DATABASE owned FROM PUBLIC; GRANT CONNECT ON DATABASE owned TO lab_reader")
+    acl = cluster.psql("SELECT datacl FROM pg_database WHERE datname = 'owned'")
+    made = run_module("postgresql_dump", dump_args(cluster, backup_dir, "owned"))
+
+    restored = run_module("postgresql_restore", dict(cluster.login, database="owned", backup_dir=str(backup_dir)))
+    assert cluster.psql("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'owned'") == "lab_owner"
+    assert cluster.psql("SELECT datacl FROM pg_database WHERE datname = 'owned'") == acl
+    assert restored["replaced_by"]
+
+    fresh = run_module("postgresql_restore", dict(cluster.login, database="owned_copy", backup_dir=str(backup_dir),
+                                                  dump=os.path.basename(made["path"])))
+    assert fresh["replaced_by"] is None
+    assert cluster.rows("owned_copy") == [1, 2, 3]
+
+
+def test_zstd_compression_needs_pg_dump_16(cluster, run_module, backup_dir):
+    cluster.create_database("zstd", rows=1)
+    version = subprocess.run(["pg_dump", "--version"], capture_output=True, text=True, check=True).stdout
+    major = int(version.split()[2].split(".")[0])
+    made = run_module("postgresql_dump", dump_args(cluster, backup_dir, "zstd", compress="zstd:3"))
+    if major >= 16:
+        assert not made.failed and made["metadata"]["compress"] == "zstd:3"
+    else:
+        assert made.failed and "needs pg_dump 16 or later" in made.msg, made.msg
+        assert files(backup_dir) == []
+
+
+def test_cli_makes_a_verified_dump_and_a_status_file(cluster, backup_dir, tmp_path):
+    cluster.create_database("cli", rows=7)
+    status = tmp_path / "status" / "cli.json"
+    status.parent.mkdir()
+    argv = [sys.executable, str(SCRIPT), "dump", "--dir", str(backup_dir), "--database", "cli",
+            "--globals", "--keep", "3", "--label", "nightly", "--status-file", str(status)]
+    env = dict(cluster.env)
+    # As the timer runs it: a plain script, no Ansible on the path.
+    env["PYTHONPATH"] = ""
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    data = json.loads(status.read_text())
+    name = os.path.basename(data["file"])
+    assert name.startswith("cli-") and name.endswith("-nightly.dump")
+    assert data["database"] == "cli" and data["size"] == os.path.getsize(data["file"])
+    assert datetime.datetime.strptime(data["last_success"], "%Y-%m-%dT%H:%M:%SZ")
+    sha256sum_check(backup_dir, name)
+    assert json.loads((backup_dir / (name + ".json")).read_text())["verified"] is True
+    assert (backup_dir / (name[:-len(".dump")] + ".globals.sql")).read_text().count("CREATE ROLE postgres") == 1
+
+    before = status.read_text()
+    failed = subprocess.run([*argv[:6], "no_such_database", *argv[7:]], env=env, capture_output=True, text=True,
+                            check=False, timeout=120)
+    assert failed.returncode != 0 and "no_such_database" in failed.stderr, failed.stderr
+    assert status.read_text() == before, "a failed run changed the status file"
+    assert not [item for item in files(backup_dir) if "no_such_database" in item], files(backup_dir)
