@@ -65,7 +65,7 @@ NAME_RE = re.compile(r'^(?P<time>\d{8}T\d{6}Z)(?:-(?P<label>%s))?\.(?P<ext>dump|
 LABEL_RE = re.compile(r'^%s$' % LABEL_PATTERN)
 COMPRESS_RE = re.compile(r'^(?:(?P<method>gzip|lz4|zstd|none)(?::(?P<level>\d+))?|(?P<bare>\d+))$')
 COMPRESS_LEVELS = {'gzip': (1, 9), 'lz4': (1, 12), 'zstd': (1, 22)}
-PLAIN_HEADER = b'-- PostgreSQL database dump'
+PLAIN_HEADER = b'--\n-- PostgreSQL database dump\n'
 PLAIN_FOOTER = b'-- PostgreSQL database dump complete'
 CHUNK = 1024 * 1024
 
@@ -567,7 +567,7 @@ def verify_plain(path):
         head = handle.read(512)
         handle.seek(max(0, os.path.getsize(path) - 4096))
         end = handle.read()
-    if PLAIN_HEADER not in head:
+    if not head.startswith(PLAIN_HEADER):
         raise BackupError('%s does not start like a pg_dump plain SQL dump' % path)
     if PLAIN_FOOTER not in end:
         raise BackupError('%s does not end with "%s": it is incomplete' % (path, PLAIN_FOOTER.decode()))
@@ -969,7 +969,7 @@ def swap(pg, database, temp, replaced, allow_connections, sleep=time.sleep, atte
         raise
     if allow_connections:
         pg.execute(['ALTER DATABASE %s ALLOW_CONNECTIONS true' % replaced_ident],
-                    'reopening database %s to connections' % replaced)
+                   'reopening database %s to connections' % replaced)
 
 
 # ---- command line ----------------------------------------------------------------------------
@@ -1015,10 +1015,10 @@ def main(argv=None, runner=subprocess_runner):
         return 1
     for line in result['actions']:
         sys.stdout.write('%s\n' % line)
-    sys.stdout.write('verified dump %s: %d bytes, sha256 %s, %.1f s\n'
+    sys.stdout.write('verified dump %s: %s bytes, sha256 %s, %s s\n'
                      % (result['path'], result['size'], result['checksum'], result['duration']))
     return 0
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    raise SystemExit(main())

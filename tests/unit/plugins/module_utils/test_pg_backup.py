@@ -1,0 +1,672 @@
+"""The backup logic of weblab.stack (plugins/module_utils/pg_backup.py) without a database.
+
+Pure helpers are tested directly; dump() and restore() run with a fake runner that plays the
+PostgreSQL programs on real files under tmp_path and records every argv and environment.
+The real server is in tests/integration.
+"""
+
+import datetime
+import hashlib
+import importlib
+import json
+import os
+import pathlib
+import sys
+
+import pytest
+
+COLLECTION = pathlib.Path(__file__).resolve().parents[4]
+
+
+def _import(name):
+    """Import from the collection this file belongs to (its ansible_collections/ parent)."""
+    if str(COLLECTION.parents[2]) not in sys.path:
+        sys.path.insert(0, str(COLLECTION.parents[2]))
+    return importlib.import_module(name)
+
+
+core = _import("ansible_collections.weblab.stack.plugins.module_utils.pg_backup")
+BackupError = core.BackupError
+UTC = datetime.timezone.utc
+NOW = datetime.datetime(2025, 3, 10, 12, 0, 0, tzinfo=UTC)
+
+
+def at(days=0, hours=0):
+    return NOW - datetime.timedelta(days=days, hours=hours)
+
+
+# ---- naming ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("database", ["weblab", "web-lab", "app-2", "x", "db with space", "Émile"])
+@pytest.mark.parametrize("label", [None, "3f2a9c1d0b7e", "before-upgrade", "v1.2.3", "rel+1"])
+@pytest.mark.parametrize("fmt", ["custom", "directory", "plain"])
+def test_name_round_trip(database, label, fmt):
+    name = core.dump_name(database, NOW, label, fmt)
+    parsed = core.parse_dump_name(name, database)
+    assert parsed == {"name": name, "database": database, "time": NOW, "label": label, "format": fmt}
+    assert core.format_of(name) == fmt
+
+
+def test_name_shape():
+    assert core.dump_name("weblab", NOW) == "weblab-20250310T120000Z.dump"
+    assert core.dump_name("weblab", NOW, "r1", "directory") == "weblab-20250310T120000Z-r1.dir"
+    assert core.dump_name("weblab", NOW.astimezone(datetime.timezone(datetime.timedelta(hours=2))), None,
+                          "plain") == "weblab-20250310T120000Z.sql", "names are in UTC"
+    paths = core.companions("/b", "weblab-20250310T120000Z-r1.dump")
+    assert paths == {"path": "/b/weblab-20250310T120000Z-r1.dump",
+                     "sha256": "/b/weblab-20250310T120000Z-r1.dump.sha256",
+                     "json": "/b/weblab-20250310T120000Z-r1.dump.json",
+                     "globals": "/b/weblab-20250310T120000Z-r1.globals.sql",
+                     "partial": "/b/.weblab-20250310T120000Z-r1.dump.partial"}
+
+
+@pytest.mark.parametrize("name", [
+    "app-2-20250310T120000Z.dump",      # a dump of database app-2, not app
+    "app-20250310T120000Z.globals.sql",  # the globals file
+    "app-20250310T120000Z.dump.sha256",
+    "app-20250310T120000Z.dump.json",
+    "app-20251310T120000Z.dump",        # month 13
+    "app-20250310T120000Z.tar",
+    "app-20250310T120000Z-.dump",
+    "app.dump",
+    "other-20250310T120000Z.dump",
+])
+def test_parse_rejects_what_is_not_a_dump_of_the_database(name):
+    assert core.parse_dump_name(name, "app") is None
+
+
+@pytest.mark.parametrize("label", ["", None])
+def test_empty_label_is_none(label):
+    assert core.check_label(label) is None
+
+
+@pytest.mark.parametrize("label", ["-x", ".x", "a/b", "a b", "x.globals", "a" * 101, "é"])
+def test_bad_labels_are_refused(label):
+    with pytest.raises(BackupError, match="label"):
+        core.check_label(label)
+
+
+@pytest.mark.parametrize("database", ["", "a/b", ".hidden", "line\nbreak", "x" * 64])
+def test_bad_database_names_are_refused(database):
+    with pytest.raises(BackupError, match="database"):
+        core.check_database(database)
+
+
+def test_temporary_database_names_are_lower_case_and_bounded():
+    assert core.database_names("weblab", NOW) == ("weblab_restore_20250310_120000", "weblab_replaced_20250310_120000")
+    with pytest.raises(BackupError, match="too long"):
+        core.database_names("x" * 50, NOW)
+
+
+# ---- argv ------------------------------------------------------------------------------------
+
+def test_pg_dump_argv_custom_and_directory():
+    connection = ["--host=db", "--port=5433", "--username=backup", "--no-password"]
+    assert core.pg_dump_argv("pg_dump", "weblab", "/b/.x.partial", "custom", 1, ["--compress=1"], connection) == [
+        "pg_dump", "--format=custom", "--file=/b/.x.partial", "--compress=1", "--host=db", "--port=5433",
+        "--username=backup", "--no-password", "--dbname=dbname='weblab'"]
+    argv = core.pg_dump_argv("pg_dump", "weblab", "/b/.x.partial", "directory", 4)
+    assert "--jobs=4" in argv and argv[1] == "--format=directory"
+    assert "--jobs=4" not in core.pg_dump_argv("pg_dump", "weblab", "/b/x", "custom", 4), \
+        "only the directory format is dumped in parallel"
+
+
+def test_conninfo_quotes_any_database_name():
+    assert core.conninfo("weblab") == "dbname='weblab'"
+    assert core.conninfo("host=evil dbname=x") == "dbname='host=evil dbname=x'"
+    assert core.conninfo("it's\\") == "dbname='it\\'s\\\\'"
+
+
+def test_restore_argv():
+    assert core.pg_restore_argv("pg_restore", "/b/x.dump", "t", 3, ["--no-password"]) == [
+        "pg_restore", "--exit-on-error", "--jobs=3", "--no-password", "--dbname=dbname='t'", "/b/x.dump"]
+    assert "--jobs=1" not in core.pg_restore_argv("pg_restore", "/b/x.dump", "t", 1)
+    argv = core.psql_restore_argv("psql", "/b/x.sql", "t", ["--no-password"])
+    assert argv[:5] == ["psql", "--no-psqlrc", "--quiet", "--set=ON_ERROR_STOP=1", "--single-transaction"]
+    assert argv[-2:] == ["--dbname=dbname='t'", "--file=/b/x.sql"]
+    assert core.pg_restore_list_argv("pg_restore", "/b/x.dump") == ["pg_restore", "--list", "/b/x.dump"]
+    assert core.pg_dumpall_globals_argv("pg_dumpall", "/b/g", []) == [
+        "pg_dumpall", "--globals-only", "--file=/b/g", "--dbname=dbname='postgres'"]
+
+
+def test_sql_quoting():
+    assert core.quote_ident('we"ird') == '"we""ird"'
+    assert core.quote_literal("it's") == "'it''s'"
+    assert core.quote_literal("a\\b'") == "E'a\\\\b'''"
+
+
+@pytest.mark.parametrize("spec,major,fmt,expected", [
+    (None, 15, "custom", []),
+    ("", 15, "custom", []),
+    ("gzip:1", 15, "custom", ["--compress=1"]),
+    ("gzip", 15, "custom", ["--compress=6"]),
+    ("6", 15, "directory", ["--compress=6"]),
+    ("0", 15, "custom", ["--compress=0"]),
+    ("none", 15, "plain", ["--compress=0"]),
+    ("0", 15, "plain", ["--compress=0"]),
+    ("gzip:0", 16, "custom", ["--compress=none"]),
+    ("zstd:3", 16, "custom", ["--compress=zstd:3"]),
+    ("ZSTD", 17, "directory", ["--compress=zstd"]),
+    ("lz4:4", 16, "custom", ["--compress=lz4:4"]),
+    ("gzip:9", 16, "custom", ["--compress=gzip:9"]),
+    ("5", 16, "custom", ["--compress=gzip:5"]),
+])
+def test_compress_args(spec, major, fmt, expected):
+    assert core.compress_args(spec, major, fmt) == expected
+
+
+@pytest.mark.parametrize("spec,major,fmt,message", [
+    ("zstd:3", 15, "custom", "needs pg_dump 16 or later"),
+    ("lz4", 15, "custom", "needs pg_dump 16 or later"),
+    ("gzip:1", 15, "plain", "psql cannot restore"),
+    ("zstd:30", 16, "custom", "zstd levels are 1-22"),
+    ("gzip:10", 16, "custom", "gzip levels are 1-9"),
+    ("12", 15, "custom", "gzip level, 0-9"),
+    ("brotli", 16, "custom", "METHOD"),
+    ("gzip:-1", 16, "custom", "METHOD"),
+    ("none:3", 16, "custom", "takes no level"),
+])
+def test_compress_refusals(spec, major, fmt, message):
+    with pytest.raises(BackupError, match=message):
+        core.compress_args(spec, major, fmt)
+
+
+@pytest.mark.parametrize("text,version", [
+    ("pg_dump (PostgreSQL) 15.13 (Debian 15.13-0+deb12u1)", (15, 13)),
+    ("pg_dump (PostgreSQL) 17.5", (17, 5)),
+    ("16beta1", (16, 0)),
+])
+def test_parse_version(text, version):
+    assert core.parse_version(text) == version
+
+
+# ---- retention -------------------------------------------------------------------------------
+
+def entry(days, verified=True, partial=False, label=None, hours=0, database="app"):
+    when = at(days, hours)
+    name = core.dump_name(database, when, label)
+    if partial:
+        name = core.partial_name(name)
+    return {"name": name, "path": "/b/" + name, "database": database, "time": when, "label": label,
+            "format": "custom", "partial": partial, "verified": verified and not partial, "metadata": None,
+            "problem": None if verified and not partial else "x"}
+
+
+def removed_days(entries, **settings):
+    removals = core.choose_removals(entries, now=NOW, **settings)
+    by_path = dict((item["path"], index) for index, item in enumerate(entries))
+    return [by_path[item["path"]] for item in removals]
+
+
+def test_keep_newest_n():
+    entries = [entry(days) for days in (0, 1, 2, 3, 4)]
+    assert removed_days(entries, keep=3) == [4, 3]  # oldest first
+    assert removed_days(entries, keep=5) == []
+
+
+def test_max_age():
+    entries = [entry(0), entry(1), entry(6, hours=23), entry(7), entry(30)]
+    assert removed_days(entries, max_age_days=7) == [4, 3], "younger than 7 days stays, 7 days goes"
+
+
+def test_either_rule_keeps_a_dump():
+    entries = [entry(days) for days in (0, 1, 2, 10, 20, 40)]
+    assert removed_days(entries, keep=2, max_age_days=15) == [5, 4]
+    assert removed_days(entries, keep=4, max_age_days=1) == [5, 4]
+
+
+def test_no_rules_remove_no_verified_dump():
+    entries = [entry(days) for days in (0, 100, 1000)]
+    assert removed_days(entries) == []
+
+
+def test_never_removes_the_newest_verified_dump():
+    # Every dump is older than the age limit, and the newest ones are not verified.
+    entries = [entry(10), entry(20), entry(5, verified=False), entry(3, partial=True)]
+    assert removed_days(entries, max_age_days=1) == [1]
+    assert removed_days([entry(50)], max_age_days=1) == []
+    assert removed_days([entry(50)], keep=1, max_age_days=1) == []
+
+
+def test_newest_verified_counts_verified_dumps_only():
+    entries = [entry(1, verified=False), entry(2), entry(3), entry(4)]
+    removals = core.choose_removals(entries, keep=2, now=NOW)
+    assert [item["path"] for item in removals] == [entries[3]["path"]]
+
+
+def test_leftovers_older_than_the_newest_verified_go_newer_ones_stay():
+    entries = [entry(0, hours=1), entry(0, partial=True), entry(0, verified=False),
+               entry(2, partial=True), entry(3, verified=False), entry(4)]
+    removals = core.choose_removals(entries, now=NOW)
+    assert sorted(item["path"] for item in removals) == sorted([entries[3]["path"], entries[4]["path"]])
+    assert all("older than the newest verified dump" in item["reason"] for item in removals)
+
+
+def test_nothing_removed_without_a_verified_dump():
+    entries = [entry(5, partial=True), entry(6, verified=False)]
+    assert core.choose_removals(entries, keep=1, max_age_days=1, now=NOW) == []
+
+
+# ---- latest ----------------------------------------------------------------------------------
+
+def test_latest_skips_unverified_and_partial_and_filters_by_label():
+    entries = [entry(5, label="r1"), entry(4), entry(3, label="r2"), entry(2, label="r1", verified=False),
+               entry(1, partial=True), entry(0, hours=1, verified=False)]
+    assert core.choose_latest(entries)["path"] == entries[2]["path"]
+    assert core.choose_latest(entries, label="r1")["path"] == entries[0]["path"]
+    assert core.choose_latest(entries, label="r3") is None
+    assert core.choose_latest([]) is None
+
+
+# ---- files: scan, checksums, verification ----------------------------------------------------
+
+def make_dump(directory, database, when, label=None, content=b"PGDMP\x01 fake dump", verified=True,
+              fmt="custom", metadata=None):
+    name = core.dump_name(database, when, label, fmt)
+    path = directory / name
+    if fmt == "directory":
+        path.mkdir()
+        (path / "toc.dat").write_bytes(b"PGDMP toc")
+        (path / "3001.dat.gz").write_bytes(content)
+    else:
+        path.write_bytes(content)
+    core.write_checksum(str(path))
+    data = {"database": database, "file": name, "verified": verified}
+    data.update(metadata or {})
+    (directory / (name + ".json")).write_text(json.dumps(data))
+    return path
+
+
+def test_scan_sees_verified_unverified_damaged_metadata_and_partials(tmp_path):
+    good = make_dump(tmp_path, "app", at(3))
+    no_json = make_dump(tmp_path, "app", at(2))
+    os.unlink(str(no_json) + ".json")
+    not_verified = make_dump(tmp_path, "app", at(1), verified=False)
+    broken = make_dump(tmp_path, "app", at(0, 5))
+    pathlib.Path(str(broken) + ".json").write_text("{not json")
+    wrong = make_dump(tmp_path, "app", at(0, 4), metadata={"file": "other.dump"})
+    no_sum = make_dump(tmp_path, "app", at(0, 3))
+    os.unlink(str(no_sum) + ".sha256")
+    (tmp_path / core.partial_name(core.dump_name("app", at(0, 2)))).write_bytes(b"half")
+    make_dump(tmp_path, "app-2", at(0, 1))
+    (tmp_path / "notes.txt").write_text("x")
+    entries = core.scan(str(tmp_path), "app")
+    assert [item["verified"] for item in entries] == [True, False, False, False, False, False, False]
+    assert entries[0]["path"] == str(good)
+    assert [item["partial"] for item in entries] == [False] * 6 + [True]
+    problems = [item["problem"] for item in entries]
+    assert problems[1] == "no metadata file" and problems[2] == "metadata does not say verified"
+    assert problems[3].startswith("unreadable metadata") and "another file" in problems[4]
+    assert problems[5] == "no checksum file"
+    assert core.choose_latest(entries)["path"] == str(good)
+    assert core.scan(str(tmp_path / "missing"), "app") == []
+
+
+def test_checksum_file_is_sha256sum_format(tmp_path):
+    path = make_dump(tmp_path, "app", NOW, content=b"abc")
+    digest = hashlib.sha256(b"abc").hexdigest()
+    assert pathlib.Path(str(path) + ".sha256").read_text() == "%s  %s\n" % (digest, path.name)
+    assert core.verify_checksum(str(path)) == digest
+
+
+def truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])
+
+
+def flip(path):
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", [truncate, flip], ids=["truncated", "flipped"])
+def test_damaged_file_is_detected(tmp_path, damage):
+    path = make_dump(tmp_path, "app", NOW, content=os.urandom(5000))
+    damage(path)
+    with pytest.raises(BackupError, match="is damaged.*Nothing was changed"):
+        core.verify_checksum(str(path))
+
+
+@pytest.mark.parametrize("damage", [truncate, flip], ids=["truncated", "flipped"])
+def test_damaged_directory_dump_is_detected(tmp_path, damage):
+    path = make_dump(tmp_path, "app", NOW, fmt="directory", content=os.urandom(5000))
+    before = core.verify_checksum(str(path))
+    assert pathlib.Path(str(path) + ".sha256").read_text().count("\n") == 2
+    damage(path / "3001.dat.gz")
+    with pytest.raises(BackupError, match="3001.dat.gz has sha256"):
+        core.verify_checksum(str(path))
+    assert len(before) == 64
+
+
+def test_directory_dump_missing_or_extra_file_is_detected(tmp_path):
+    path = make_dump(tmp_path, "app", NOW, fmt="directory")
+    (path / "3002.dat.gz").write_bytes(b"x")
+    with pytest.raises(BackupError, match="not in the checksum file"):
+        core.verify_checksum(str(path))
+    os.unlink(str(path / "3002.dat.gz"))
+    os.unlink(str(path / "toc.dat"))
+    with pytest.raises(BackupError, match="toc.dat is missing"):
+        core.verify_checksum(str(path))
+
+
+def test_dump_without_checksum_file_is_refused(tmp_path):
+    path = make_dump(tmp_path, "app", NOW)
+    os.unlink(str(path) + ".sha256")
+    with pytest.raises(BackupError, match="no checksum file"):
+        core.verify_checksum(str(path))
+
+
+def test_plain_dump_must_be_complete(tmp_path):
+    path = tmp_path / "app.sql"
+    path.write_bytes(b"--\n-- PostgreSQL database dump\n--\nSELECT 1;\n")
+    with pytest.raises(BackupError, match="incomplete"):
+        core.verify_plain(str(path))
+    path.write_bytes(path.read_bytes() + b"--\n-- PostgreSQL database dump complete\n--\n\n")
+    core.verify_plain(str(path))
+    path.write_bytes(b"SELECT 1;\n-- PostgreSQL database dump complete\n")
+    with pytest.raises(BackupError, match="does not start like"):
+        core.verify_plain(str(path))
+
+
+# ---- dump() and restore() with a fake runner --------------------------------------------------
+
+class FakePostgres:
+    """Plays pg_dump, pg_dumpall, pg_restore and psql: writes the files pg_dump would, answers
+    the queries the code makes, fails where a test says so. Records (argv, env)."""
+
+    def __init__(self, pg_dump_version="15.13", databases=None):
+        self.calls = []
+        self.pg_dump_version = pg_dump_version
+        self.databases = databases if databases is not None else {}
+        self.fail = {}
+
+    def __call__(self, argv, env):
+        self.calls.append((list(argv), dict(env)))
+        program = os.path.basename(argv[0])
+        if program in self.fail and self.fail[program](argv):
+            return 1, "", "%s: error: simulated failure" % program
+        if argv[1:] == ["--version"]:
+            return 0, "%s (PostgreSQL) %s\n" % (program, self.pg_dump_version), ""
+        options = dict(arg.split("=", 1) for arg in argv if arg.startswith("--") and "=" in arg)
+        if program == "pg_dump":
+            target = options["--file"]
+            if options["--format"] == "directory":
+                os.mkdir(target)
+                pathlib.Path(target, "toc.dat").write_bytes(b"PGDMP toc")
+            elif options["--format"] == "plain":
+                pathlib.Path(target).write_bytes(b"--\n-- PostgreSQL database dump\n--\n"
+                                                 b"-- PostgreSQL database dump complete\n")
+            else:
+                pathlib.Path(target).write_bytes(b"PGDMP fake custom dump")
+            return 0, "", ""
+        if program == "pg_dumpall":
+            pathlib.Path(options["--file"]).write_text("CREATE ROLE postgres;\n")
+            return 0, "", ""
+        if program == "pg_restore" and "--list" in argv:
+            path = pathlib.Path(argv[-1])
+            head = (path / "toc.dat" if path.is_dir() else path).read_bytes()[:5]
+            if head != b"PGDMP":
+                return 1, "", "pg_restore: error: input file does not appear to be a valid archive"
+            return 0, ";\n; Archive created at 2025-03-10\n;\n215; 1259 16385 TABLE public items postgres\n", ""
+        if program == "pg_restore":
+            return 0, "", ""
+        if program == "psql":
+            return self.psql(argv)
+        raise AssertionError("unexpected program %s" % argv)
+
+    def psql(self, argv):
+        statements = [argv[index + 1] for index, arg in enumerate(argv) if arg == "--command"]
+        if not statements:
+            return 0, "", ""
+        sql = statements[0]
+        if "current_setting('server_version')" in sql:
+            return 0, '"15.13 (Debian)"\n', ""
+        if "FROM pg_database d WHERE d.datname" in sql:
+            name = sql.rsplit("= ", 1)[1].strip("'")
+            return 0, (json.dumps(self.databases[name]) + "\n") if name in self.databases else "", ""
+        if "WHERE datname IN" in sql:
+            return 0, "[]\n", ""
+        return 0, "", ""
+
+    def programs(self):
+        return [os.path.basename(argv[0]) for argv, env in self.calls]
+
+    def statements(self):
+        return [argv[index + 1] for argv, env in self.calls for index, arg in enumerate(argv) if arg == "--command"]
+
+
+@pytest.fixture
+def bin_dir(tmp_path):
+    path = tmp_path / "bin"
+    path.mkdir()
+    for name in ("pg_dump", "pg_dumpall", "pg_restore", "psql"):
+        (path / name).write_text("#!/bin/false\n")
+        (path / name).chmod(0o755)
+    return path
+
+
+def make_pg(fake, bin_dir, **login):
+    return core.Postgres(fake, bin_dir=str(bin_dir), **login)
+
+
+def test_dump_writes_partial_then_renames_verifies_and_records(tmp_path, bin_dir):
+    fake = FakePostgres()
+    backup = tmp_path / "backups"
+    pg = make_pg(fake, bin_dir, host="db", port=5433, user="backup", password="s3cret!")
+    result = core.dump(pg, str(backup), "weblab", compress="gzip:1", label="r1", globals_dump=True, now=NOW)
+    name = "weblab-20250310T120000Z-r1.dump"
+    assert result["path"] == str(backup / name)
+    assert oct(backup.stat().st_mode & 0o777) == "0o700"
+    dump_argv = [argv for argv, env in fake.calls if argv[0].endswith("pg_dump") and "--version" not in argv][0]
+    assert dump_argv == [str(bin_dir / "pg_dump"), "--format=custom", "--file=%s" % (backup / ("." + name + ".partial")),
+                         "--compress=1", "--host=db", "--port=5433", "--username=backup", "--no-password",
+                         "--dbname=dbname='weblab'"]
+    assert fake.programs() == ["pg_dump", "psql", "pg_dump", "pg_restore", "pg_dumpall"]
+    assert [argv for argv, env in fake.calls][3] == [str(bin_dir / "pg_restore"), "--list", str(backup / name)]
+    for argv, env in fake.calls:
+        assert env == {"PGPASSWORD": "s3cret!"}
+        assert not any("s3cret" in arg for arg in argv)
+    assert not any("s3cret" in command for command in result["commands"])
+    assert sorted(os.listdir(backup)) == [name, name + ".json", name + ".sha256", "weblab-20250310T120000Z-r1.globals.sql"]
+    metadata = json.loads((backup / (name + ".json")).read_text())
+    assert metadata["verified"] is True and metadata["file"] == name and metadata["label"] == "r1"
+    assert metadata["sha256"] == result["checksum"] == hashlib.sha256(b"PGDMP fake custom dump").hexdigest()
+    assert metadata["server_version"] == "15.13 (Debian)" and metadata["pg_dump_version"] == "15.13"
+    assert metadata["globals"] == "weblab-20250310T120000Z-r1.globals.sql"
+    assert set(metadata) >= {"database", "file", "format", "size", "sha256", "server_version", "pg_dump_version",
+                             "started", "finished", "duration", "label", "verified", "host"}
+    assert core.verify_checksum(result["path"]) == result["checksum"]
+
+
+def test_dump_failure_leaves_nothing_that_looks_like_a_dump(tmp_path, bin_dir):
+    fake = FakePostgres()
+    fake.fail["pg_dump"] = lambda argv: "--version" not in argv
+    backup = tmp_path / "backups"
+    backup.mkdir()
+    with pytest.raises(BackupError, match="pg_dump of database weblab failed.*simulated failure"):
+        core.dump(make_pg(fake, bin_dir), str(backup), "weblab", now=NOW)
+    assert os.listdir(backup) == []
+
+
+def test_dump_with_unreadable_toc_is_not_marked_verified(tmp_path, bin_dir):
+    fake = FakePostgres()
+    fake.fail["pg_restore"] = lambda argv: True
+    backup = tmp_path / "backups"
+    with pytest.raises(BackupError, match="table of contents"):
+        core.dump(make_pg(fake, bin_dir), str(backup), "weblab", now=NOW)
+    assert [item["verified"] for item in core.scan(str(backup), "weblab")] == [False]
+
+
+def test_dump_refuses_zstd_before_touching_anything(tmp_path, bin_dir):
+    fake = FakePostgres(pg_dump_version="15.13")
+    with pytest.raises(BackupError, match="needs pg_dump 16"):
+        core.dump(make_pg(fake, bin_dir), str(tmp_path / "b"), "weblab", compress="zstd:3", now=NOW)
+    assert fake.programs() == ["pg_dump"] and not (tmp_path / "b").exists()
+
+
+def test_dump_directory_format_with_jobs(tmp_path, bin_dir):
+    fake = FakePostgres(pg_dump_version="16.4")
+    result = core.dump(make_pg(fake, bin_dir), str(tmp_path), "weblab", fmt="directory", jobs=3,
+                       compress="zstd:3", now=NOW)
+    assert result["path"].endswith(".dir") and os.path.isdir(result["path"])
+    dump_argv = fake.calls[2][0]
+    assert "--jobs=3" in dump_argv and "--compress=zstd:3" in dump_argv
+    with pytest.raises(BackupError, match="needs format=directory"):
+        core.dump(make_pg(fake, bin_dir), str(tmp_path), "weblab", jobs=2, now=NOW)
+
+
+def test_dump_check_mode_reports_dump_and_removals_and_touches_nothing(tmp_path, bin_dir):
+    backup = tmp_path / "backups"
+    backup.mkdir()
+    for days in (1, 2, 3):
+        make_dump(backup, "weblab", at(days))
+    leftover = backup / core.partial_name(core.dump_name("weblab", at(5)))
+    leftover.write_bytes(b"half")
+    before = sorted(os.listdir(backup))
+    fake = FakePostgres()
+    result = core.dump(make_pg(fake, bin_dir), str(backup), "weblab", keep=2, check_mode=True, now=NOW)
+    assert result["changed"] is True
+    assert result["path"] == str(backup / "weblab-20250310T120000Z.dump")
+    # The new dump counts: it and the 1-day dump stay.
+    assert result["removed"] == [str(leftover), str(backup / core.dump_name("weblab", at(3))),
+                                 str(backup / core.dump_name("weblab", at(2)))]
+    assert sorted(os.listdir(backup)) == before
+    assert fake.programs() == ["pg_dump"], "check mode only asked pg_dump its version"
+
+    real = core.dump(make_pg(FakePostgres(), bin_dir), str(backup), "weblab", keep=2, now=NOW)
+    assert sorted(real["removed"]) == sorted(result["removed"])
+    assert sorted(os.listdir(backup)) == sorted(
+        [name + suffix for name in (core.dump_name("weblab", at(1)), core.dump_name("weblab", NOW))
+         for suffix in ("", ".json", ".sha256")])
+
+
+def test_dump_two_in_the_same_second_get_distinct_names(tmp_path, bin_dir):
+    now = core.utcnow()
+    first = core.dump(make_pg(FakePostgres(), bin_dir), str(tmp_path), "weblab", now=now)
+    second = core.dump(make_pg(FakePostgres(), bin_dir), str(tmp_path), "weblab", now=now)
+    assert first["path"] != second["path"]
+
+
+TARGET = {"name": "weblab", "owner": "weblab", "encoding": "UTF8", "collate": "C.UTF-8", "ctype": "C.UTF-8",
+          "allow_connections": True, "has_acl": True,
+          "grants": [{"privilege": "CONNECT", "grantee": "weblab_ro", "grantable": False}]}
+
+
+def test_restore_latest_checks_then_restores_then_swaps(tmp_path, bin_dir):
+    make_dump(tmp_path, "weblab", at(2))
+    latest = make_dump(tmp_path, "weblab", at(1))
+    make_dump(tmp_path, "weblab", at(0, 1), verified=False)
+    fake = FakePostgres(databases={"weblab": TARGET})
+    pg = make_pg(fake, bin_dir, password="pw")
+    result = core.restore(pg, str(tmp_path), "weblab", jobs=2, now=NOW)
+    assert result["dump"] == str(latest)
+    assert result["replaced_by"] == "weblab_replaced_20250310_120000"
+    assert fake.programs()[0] == "pg_restore" and fake.calls[0][0][1] == "--list"
+    restore_argv = [argv for argv, env in fake.calls if argv[0].endswith("pg_restore") and "--list" not in argv]
+    assert restore_argv == [[str(bin_dir / "pg_restore"), "--exit-on-error", "--jobs=2", "--no-password",
+                             "--dbname=dbname='weblab_restore_20250310_120000'", str(latest)]]
+    statements = fake.statements()
+    create = [sql for sql in statements if sql.startswith("CREATE DATABASE")]
+    assert create == ['CREATE DATABASE "weblab_restore_20250310_120000" TEMPLATE template0 OWNER "weblab" '
+                      "ENCODING 'UTF8' LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8'"]
+    assert 'GRANT CONNECT ON DATABASE "weblab_restore_20250310_120000" TO weblab_ro' in statements
+    swap = [sql for sql in statements if "RENAME" in sql]
+    assert swap == ['ALTER DATABASE "weblab" RENAME TO "weblab_replaced_20250310_120000"; '
+                    'ALTER DATABASE "weblab_restore_20250310_120000" RENAME TO "weblab"']
+    order = [index for index, sql in enumerate(statements) if sql.startswith(("CREATE DATABASE", "ALTER DATABASE"))]
+    assert statements[order[0]].startswith("CREATE DATABASE")
+    assert statements.index('ALTER DATABASE "weblab" ALLOW_CONNECTIONS false') < statements.index(swap[0])
+    assert statements[-1] == 'ALTER DATABASE "weblab_replaced_20250310_120000" ALLOW_CONNECTIONS true'
+    assert all(env == {"PGPASSWORD": "pw"} for argv, env in fake.calls)
+
+
+@pytest.mark.parametrize("damage", [truncate, flip], ids=["truncated", "flipped"])
+def test_restore_refuses_a_damaged_dump_before_any_database_command(tmp_path, bin_dir, damage):
+    make_dump(tmp_path, "weblab", at(2))
+    latest = make_dump(tmp_path, "weblab", at(1), content=os.urandom(4000))
+    damage(latest)
+    fake = FakePostgres(databases={"weblab": TARGET})
+    with pytest.raises(BackupError, match="%s is damaged" % latest):
+        core.restore(make_pg(fake, bin_dir), str(tmp_path), "weblab", now=NOW)
+    assert fake.calls == [], "a program ran before the checksum was checked"
+
+
+def test_restore_failure_drops_the_temporary_database_and_never_renames(tmp_path, bin_dir):
+    make_dump(tmp_path, "weblab", at(1))
+    fake = FakePostgres(databases={"weblab": TARGET})
+    fake.fail["pg_restore"] = lambda argv: "--list" not in argv
+    with pytest.raises(BackupError, match="was not touched"):
+        core.restore(make_pg(fake, bin_dir), str(tmp_path), "weblab", now=NOW)
+    statements = fake.statements()
+    assert statements[-1] == 'DROP DATABASE IF EXISTS "weblab_restore_20250310_120000"'
+    assert not [sql for sql in statements if "RENAME" in sql or "ALLOW_CONNECTIONS" in sql]
+
+
+def test_restore_failed_swap_reopens_the_target(tmp_path, bin_dir):
+    make_dump(tmp_path, "weblab", at(1))
+    fake = FakePostgres(databases={"weblab": TARGET})
+    fake.fail["psql"] = lambda argv: any("RENAME" in arg for arg in argv)
+    with pytest.raises(BackupError, match="swapping"):
+        core.restore(make_pg(fake, bin_dir), str(tmp_path), "weblab", now=NOW, sleep=lambda seconds: None)
+    statements = fake.statements()
+    assert statements[-2:] == ['ALTER DATABASE "weblab" ALLOW_CONNECTIONS true',
+                               'DROP DATABASE IF EXISTS "weblab_restore_20250310_120000"']
+
+
+def test_restore_check_mode_only_reads(tmp_path, bin_dir):
+    dump = make_dump(tmp_path, "weblab", at(1))
+    fake = FakePostgres(databases={"weblab": TARGET})
+    result = core.restore(make_pg(fake, bin_dir), str(tmp_path), "weblab", check_mode=True, now=NOW)
+    assert result["changed"] is True and result["dump"] == str(dump)
+    assert result["replaced_by"] == "weblab_replaced_20250310_120000"
+    assert any("rename database weblab to weblab_replaced_20250310_120000" in line for line in result["actions"])
+    assert all(sql.startswith("SELECT") for sql in fake.statements())
+
+
+def test_restore_into_a_missing_database_renames_only(tmp_path, bin_dir):
+    make_dump(tmp_path, "weblab", at(1), fmt="plain",
+              content=b"--\n-- PostgreSQL database dump\n-- PostgreSQL database dump complete\n")
+    fake = FakePostgres()
+    result = core.restore(make_pg(fake, bin_dir), str(tmp_path), "weblab", jobs=4, now=NOW)
+    assert result["replaced_by"] is None and result["warnings"]
+    statements = fake.statements()
+    assert 'CREATE DATABASE "weblab_restore_20250310_120000" TEMPLATE template0' in statements
+    assert statements[-1] == 'ALTER DATABASE "weblab_restore_20250310_120000" RENAME TO "weblab"'
+    psql_restore = [argv for argv, env in fake.calls if "--single-transaction" in argv]
+    assert len(psql_restore) == 1 and "--set=ON_ERROR_STOP=1" in psql_restore[0]
+
+
+def test_restore_latest_with_label_and_named(tmp_path, bin_dir):
+    labelled = make_dump(tmp_path, "weblab", at(3), label="r1")
+    make_dump(tmp_path, "weblab", at(1))
+    fake = FakePostgres()
+    assert core.restore(make_pg(fake, bin_dir), str(tmp_path), "weblab", label="r1", check_mode=True,
+                        now=NOW)["dump"] == str(labelled)
+    with pytest.raises(BackupError, match="no verified dump of database weblab labelled r2"):
+        core.restore(make_pg(fake, bin_dir), str(tmp_path), "weblab", label="r2", now=NOW)
+    other = make_dump(tmp_path, "old_name", at(5))
+    assert core.restore(make_pg(fake, bin_dir), str(tmp_path), "weblab", dump_ref=other.name, check_mode=True,
+                        now=NOW)["dump"] == str(other)
+    for bad in ("../x.dump", ".hidden.dump", "weblab.tar"):
+        with pytest.raises(BackupError, match="dump="):
+            core.restore(make_pg(fake, bin_dir), str(tmp_path), "weblab", dump_ref=bad, now=NOW)
+    with pytest.raises(BackupError, match="does not exist"):
+        core.restore(make_pg(fake, bin_dir), str(tmp_path), "weblab", dump_ref="nope.dump", now=NOW)
+
+
+def test_cli_status_file_only_on_success(tmp_path, bin_dir, monkeypatch, capsys):
+    monkeypatch.setattr(core, "find_program", lambda name, bin_dir_=None: str(bin_dir / name))
+    status = tmp_path / "status.json"
+    fake = FakePostgres()
+    assert core.main(["dump", "--dir", str(tmp_path / "b"), "--database", "weblab", "--status-file", str(status)],
+                     runner=fake) == 0
+    data = json.loads(status.read_text())
+    assert data["database"] == "weblab" and data["file"].endswith(".dump") and data["size"] > 0
+    assert set(data) >= {"last_success", "file", "size", "duration", "database"}
+    before = status.read_text()
+    fake.fail["pg_dump"] = lambda argv: "--version" not in argv
+    assert core.main(["dump", "--dir", str(tmp_path / "b"), "--database", "weblab", "--status-file",
+                      str(status)], runner=fake) == 1
+    assert "simulated failure" in capsys.readouterr().err
+    assert status.read_text() == before

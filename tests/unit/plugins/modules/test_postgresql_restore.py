@@ -1,0 +1,81 @@
+"""weblab.stack.postgresql_restore through main(), with AnsibleModule.run_command replaced by the
+fake PostgreSQL programs of the module_utils tests (real dump files under tmp_path, no server)."""
+
+import importlib
+import json
+import os
+import pathlib
+import sys
+
+import pytest
+from ansible.module_utils.testing import patch_module_args
+
+COLLECTION = pathlib.Path(__file__).resolve().parents[4]
+
+
+def _import(name):
+    """Import from the collection this file belongs to (its ansible_collections/ parent)."""
+    if str(COLLECTION.parents[2]) not in sys.path:
+        sys.path.insert(0, str(COLLECTION.parents[2]))
+    return importlib.import_module(name)
+
+
+module = _import("ansible_collections.weblab.stack.plugins.modules.postgresql_restore")
+fakes = _import("ansible_collections.weblab.stack.tests.unit.plugins.module_utils.test_pg_backup")
+# The same stand-in programs as the dump module's tests.
+fake = _import("ansible_collections.weblab.stack.tests.unit.plugins.modules.test_postgresql_dump").fake
+
+
+def run_module(capsys, args, check=False, diff=False):
+    with patch_module_args(dict(args, _ansible_check_mode=check, _ansible_diff=diff)):
+        with pytest.raises(SystemExit) as exited:
+            module.main()
+    result = json.loads(capsys.readouterr().out)
+    assert (exited.value.code != 0) == bool(result.get("failed")), result
+    return result
+
+
+@pytest.fixture
+def backup(tmp_path):
+    path = tmp_path / "backups"
+    path.mkdir()
+    return path
+
+
+def test_restore_latest_swaps_and_reports_the_kept_database(capsys, fake, backup):
+    fake.databases["weblab"] = fakes.TARGET
+    fakes.make_dump(backup, "weblab", fakes.at(2))
+    latest = fakes.make_dump(backup, "weblab", fakes.at(1))
+    result = run_module(capsys, {"database": "weblab", "backup_dir": str(backup), "jobs": 2,
+                                 "login_password": "pw"}, diff=True)
+    assert result["changed"] is True and result["dump"] == str(latest)
+    assert result["replaced_by"].startswith("weblab_replaced_")
+    assert result["diff"]["after"]["restored_from"] == latest.name
+    assert any("pg_restore --exit-on-error --jobs=2" in command for command in result["commands"])
+    assert "pw" not in " ".join(result["commands"])
+    assert all(kwargs["environ_update"] == {"PGPASSWORD": "pw"} for kwargs in fake.run_command_kwargs)
+
+
+def test_check_mode_reports_what_would_be_restored_where(capsys, fake, backup):
+    fake.databases["weblab"] = fakes.TARGET
+    dump = fakes.make_dump(backup, "weblab", fakes.at(1))
+    result = run_module(capsys, {"database": "weblab", "backup_dir": str(backup)}, check=True)
+    assert result["changed"] is True and result["dump"] == str(dump)
+    assert any(line.startswith("rename database weblab to weblab_replaced_") for line in result["actions"])
+    assert not [sql for sql in fake.statements() if not sql.startswith("SELECT")]
+
+
+def test_damaged_dump_fails_with_a_clear_message_and_runs_nothing(capsys, fake, backup):
+    dump = fakes.make_dump(backup, "weblab", fakes.at(1), content=os.urandom(3000))
+    fakes.flip(dump)
+    result = run_module(capsys, {"database": "weblab", "backup_dir": str(backup)})
+    assert result["failed"] and "is damaged" in result["msg"] and "Nothing was changed" in result["msg"]
+    assert result["commands"] == []
+
+
+def test_no_verified_dump(capsys, fake, backup):
+    dump = fakes.make_dump(backup, "weblab", fakes.at(1))
+    os.unlink(str(dump) + ".json")
+    result = run_module(capsys, {"database": "weblab", "backup_dir": str(backup)})
+    assert result["failed"] and "no verified dump of database weblab" in result["msg"]
+    assert "no metadata file" in result["msg"]
