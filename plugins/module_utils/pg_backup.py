@@ -341,7 +341,8 @@ def login_argument_spec():
 def module_postgres(module):
     """A Postgres for an AnsibleModule: its login options, programs run by module.run_command."""
     def runner(argv, env):
-        return module.run_command(argv, environ_update=env, check_rc=False)
+        # No expansion of "~" or "$VAR": a database or file name is passed as it is.
+        return module.run_command(argv, environ_update=env, check_rc=False, expand_user_and_vars=False)
 
     params = module.params
     return Postgres(runner, host=params['login_host'], port=params['login_port'], user=params['login_user'],

@@ -9,11 +9,21 @@ import pathlib
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 
 COLLECTION = pathlib.Path(__file__).resolve().parents[2]
 SCRIPT = COLLECTION / "plugins" / "module_utils" / "pg_backup.py"
+
+
+def wait_for(predicate, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return predicate()
 
 
 def dump_args(cluster, backup_dir, database, **extra):
@@ -76,6 +86,28 @@ def test_dump_then_restore_latest_holds_the_rows_of_dump_time(cluster, run_modul
     rerun = run_module("postgresql_restore", restore_args)
     assert rerun["changed"] is True and rerun["replaced_by"] != kept
     assert cluster.rows("lab") == list(range(1, 101))
+
+
+def test_restore_ends_open_sessions_and_swaps(cluster, run_module, backup_dir):
+    """A session connected to the target does not block the swap: it is ended."""
+    cluster.create_database("busy", rows=12)
+    run_module("postgresql_dump", dump_args(cluster, backup_dir, "busy"))
+    cluster.add_rows("busy", 13, 20)
+    session = subprocess.Popen([str(cluster.bin_dir / "psql"), "-X", "-d", "busy", "-c", "SELECT pg_sleep(120)"],
+                               env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert wait_for(lambda: cluster.psql(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = 'busy' AND query LIKE '%pg_sleep%'") == "1")
+        restored = run_module("postgresql_restore", dict(cluster.login, database="busy", backup_dir=str(backup_dir)))
+        assert not restored.failed, restored.msg
+        assert session.wait(timeout=30) != 0, "the open session was not ended"
+    finally:
+        if session.poll() is None:
+            session.kill()
+            session.wait()
+    assert cluster.rows("busy") == list(range(1, 13))
+    assert cluster.psql("SELECT datallowconn FROM pg_database WHERE datname = %s" % (
+        "'%s'" % restored["replaced_by"])) == "t", "the kept database was not opened again"
 
 
 def damage_truncate(path):
