@@ -1,4 +1,5 @@
-"""Releases of the demo site: deploy A (converge), deploy B, roll back to A, a failing migration.
+"""Releases of the demo site: deploy A (converge), deploy B, roll back to A, a failing migration,
+then a release from a git repository.
 
 The tests run in file order and each step builds on the one before, as an operator's deploys do:
 the steps run ansible-playbook against the Molecule inventory, limited to the host under test.
@@ -121,3 +122,16 @@ def latest_migration():
     names = sorted(n[:-3] for n in os.listdir(os.path.join(here, "examples", "site", "lab", "migrations"))
                    if n[:4].isdigit() and n.endswith(".py"))
     return names[-1]
+
+
+def test_release_from_git_is_named_by_its_commit(host):
+    story = STORY[host.backend.get_hostname()]
+    rc, output = run_step(host, "git.yml")
+    assert rc == 0, output
+    commit = host.check_output("runuser -u labsite -- git -C /srv/labsite-git rev-parse HEAD")
+    assert live(host) == commit[:12]
+    assert not host.file(f"{DEPLOY}/current/.git").exists
+    status, body = health(host)
+    assert status.startswith("200"), body
+    assert body["release"] == commit[:12]
+    assert venvs(host) == story["venvs"]
