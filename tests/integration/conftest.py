@@ -176,4 +176,3 @@ def backup_dir(tmp_path):
     path = tmp_path / "backups"
     path.mkdir(mode=0o700)
     return path
-
