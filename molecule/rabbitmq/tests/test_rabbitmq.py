@@ -103,5 +103,17 @@ def test_erlang_cookie_is_the_configured_one(host):
     assert cookie.user == "rabbitmq"
 
 
+def test_cookie_change_stopped_the_broker_cleanly(host):
+    # The package started the broker with a cookie of its own, so converge replaced the cookie
+    # of a running broker. Written under it, systemd's stop (rabbitmqctl stop) can no longer
+    # reach the node: "Control process exited, code=exited, status=69" and "Failed with result".
+    out = host.run("journalctl --no-pager -o cat -u rabbitmq-server")
+    stops = [line for line in out.stdout.splitlines() if line.startswith("Stopped rabbitmq-server")]
+    failures = [line for line in out.stdout.splitlines()
+                if "Control process exited" in line or "Failed with result" in line]
+    assert stops, out.stdout
+    assert failures == [], out.stdout
+
+
 def test_broker_is_enabled_at_boot(host):
     assert host.service("rabbitmq-server").is_enabled
