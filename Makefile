@@ -45,7 +45,7 @@ lint: yamllint ansible-lint
 yamllint: venv
 	yamllint --strict .
 
-ansible-lint: venv
+ansible-lint: venv collection
 	ansible-lint --offline
 
 unit: venv collection
