@@ -335,7 +335,7 @@ def test_damaged_dump_is_refused_and_the_database_untouched(host, how):
     name = damaged_copy(host, how)
     before = (rows(host), databases(host))
     rc, output = run_playbook(host, os.path.join(PLAYBOOKS, "restore.yml"), confirm_restore="yes",
-                                  database=DB, dump=name)
+                              database=DB, dump=name)
     assert rc != 0, output
     assert re.search(r"checksum|sha256", output, re.IGNORECASE), output
     assert name in output, output
@@ -355,7 +355,7 @@ def test_restore_failing_midway_leaves_the_database_intact(host):
               "INSERT INTO samples VALUES (5000, 'after the ghost dump');")
     before = (rows(host), databases(host))
     rc, output = run_playbook(host, os.path.join(PLAYBOOKS, "restore.yml"), confirm_restore="yes",
-                                  database=DB, dump=ghost_dump)
+                              database=DB, dump=ghost_dump)
     assert rc != 0, output
     assert "ghost" in output, output
     assert (rows(host), databases(host)) == before
