@@ -7,9 +7,12 @@ python=${PYTHON:-python3}
 stamp="$venv/.requirements.sha256"
 want=$(sha256sum "$root/requirements-dev.txt" | cut -d' ' -f1)
 
-if [ -x "$venv/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
-    exit 0
-fi
+fresh() { [ -x "$venv/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; }
+fresh && exit 0
+# Two make targets started side by side must not build the same venv at once.
+exec 9>"$root/.venv.lock"
+flock 9
+fresh && exit 0
 if ! "$python" -c 'import ensurepip, venv' >/dev/null 2>&1; then
     "$root/scripts/apt-install.sh" python3-venv
 fi

@@ -67,6 +67,8 @@ COMPRESS_RE = re.compile(r'^(?:(?P<method>gzip|lz4|zstd|none)(?::(?P<level>\d+))
 COMPRESS_LEVELS = {'gzip': (1, 9), 'lz4': (1, 12), 'zstd': (1, 22)}
 PLAIN_HEADER = b'--\n-- PostgreSQL database dump\n'
 PLAIN_FOOTER = b'-- PostgreSQL database dump complete'
+TOC_HEADER = '; Archive created at'
+TOC_ENTRIES = '; Selected TOC Entries:'
 CHUNK = 1024 * 1024
 
 
@@ -580,7 +582,9 @@ def verify_contents(pg, path, fmt):
         verify_plain(path)
         return
     rc, out, err = pg.run(pg_restore_list_argv(pg.program('pg_restore'), path))
-    if rc != 0 or not any(line and not line.startswith(';') for line in out.splitlines()):
+    # A readable archive always lists its header; an empty database's dump has no entries
+    # after "Selected TOC Entries", and that is still a whole dump.
+    if rc != 0 or TOC_HEADER not in out or TOC_ENTRIES not in out:
         raise BackupError('the table of contents of %s cannot be read (pg_restore --list, rc=%s): %s. '
                           'The dump is damaged; nothing was changed' % (path, rc, tail(err or out, 5)))
 

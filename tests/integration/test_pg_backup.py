@@ -244,6 +244,20 @@ def test_retention_over_simulated_dates_keeps_exactly_what_the_settings_say(clus
         == sorted([new, newest])
 
 
+@pytest.mark.parametrize("fmt", ["custom", "directory"])
+def test_an_empty_database_dumps_and_restores(cluster, run_module, backup_dir, fmt):
+    """A new lab's database has no tables yet: its dump lists no entries and is still whole."""
+    cluster.psql('DROP DATABASE IF EXISTS "empty" WITH (FORCE)')
+    cluster.psql('CREATE DATABASE "empty"')
+    made = run_module("postgresql_dump", dump_args(cluster, backup_dir, "empty", format=fmt))
+    assert not made.failed, made.msg
+    assert json.loads(pathlib.Path(made["path"] + ".json").read_text())["verified"] is True
+    cluster.psql("CREATE TABLE later (id int)", "empty")
+    restored = run_module("postgresql_restore", dict(cluster.login, database="empty", backup_dir=str(backup_dir)))
+    assert not restored.failed, restored.msg
+    assert cluster.psql("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'", "empty") == "0"
+
+
 def test_directory_format_with_jobs_restores(cluster, run_module, backup_dir):
     cluster.create_database("para", rows=500)
     for number in range(4):

@@ -153,8 +153,6 @@ def test_rows_are_written(host):
     assert out.rc == 0, out.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="pg_backup.verify_contents takes the empty table of contents of an "
-                                       "empty database's dump for a damaged dump (module_utils bug)")
 def test_an_empty_database_dumps(host):
     out = host.run("runuser -u postgres -- createdb labempty && runuser -u postgres -- mkdir -p /tmp/empty-dumps && "
                    "runuser -u postgres -- python3 /usr/local/lib/weblab-stack/pg_backup.py dump "

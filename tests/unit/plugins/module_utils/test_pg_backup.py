@@ -29,6 +29,9 @@ core = _import("ansible_collections.weblab.stack.plugins.module_utils.pg_backup"
 BackupError = core.BackupError
 UTC = datetime.timezone.utc
 NOW = datetime.datetime(2025, 3, 10, 12, 0, 0, tzinfo=UTC)
+# what pg_restore --list prints for a dump of a database with one table (header shortened)
+TOC_HEADER = ";\n; Archive created at 2025-03-10 12:00:00 UTC\n;     Format: CUSTOM\n;\n;\n; Selected TOC Entries:\n;\n"
+TOC_LIST = TOC_HEADER + "215; 1259 16385 TABLE public items postgres\n"
 
 
 def at(days=0, hours=0):
@@ -408,7 +411,7 @@ class FakePostgres:
             head = (path / "toc.dat" if path.is_dir() else path).read_bytes()[:5]
             if head != b"PGDMP":
                 return 1, "", "pg_restore: error: input file does not appear to be a valid archive"
-            return 0, ";\n; Archive created at 2025-03-10\n;\n215; 1259 16385 TABLE public items postgres\n", ""
+            return 0, TOC_LIST, ""
         if program == "pg_restore":
             return 0, "", ""
         if program == "psql":
@@ -496,6 +499,21 @@ def test_dump_with_unreadable_toc_is_not_marked_verified(tmp_path, bin_dir):
     with pytest.raises(BackupError, match="table of contents"):
         core.dump(make_pg(fake, bin_dir), str(backup), "weblab", now=NOW)
     assert [item["verified"] for item in core.scan(str(backup), "weblab")] == [False]
+
+
+@pytest.mark.parametrize("listing, whole", [
+    (TOC_LIST, True),
+    (TOC_HEADER, True),  # an empty database: a header and no entries is still a whole dump
+    ("", False),
+    ("215; 1259 16385 TABLE public items postgres\n", False),
+])
+def test_table_of_contents_needs_its_header_not_entries(tmp_path, bin_dir, listing, whole):
+    pg = make_pg(lambda argv, env: (0, listing, ""), bin_dir)
+    if whole:
+        core.verify_contents(pg, str(tmp_path / "x.dump"), "custom")
+    else:
+        with pytest.raises(BackupError, match="table of contents of .*x.dump cannot be read"):
+            core.verify_contents(pg, str(tmp_path / "x.dump"), "custom")
 
 
 def test_dump_refuses_zstd_before_touching_anything(tmp_path, bin_dir):
