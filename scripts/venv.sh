@@ -3,7 +3,8 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 venv="$root/.venv"
-python=${PYTHON:-python3}
+# make puts .venv/bin first on PATH: rebuilding the venv from its own python3 would break it.
+python=${PYTHON:-$(PATH=$(printf %s "$PATH" | tr : '\n' | grep -vxF "$venv/bin" | paste -sd:) command -v python3)}
 stamp="$venv/.requirements.sha256"
 want=$(sha256sum "$root/requirements-dev.txt" | cut -d' ' -f1)
 
