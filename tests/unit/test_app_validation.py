@@ -19,6 +19,9 @@ BAD_INPUT = [
     pytest.param({"app_environment": {"SECRET": "it's"}}, "app_environment", id="environment-single-quote"),
     pytest.param({"app_wsgi_application": "site.wsgi"}, "app_wsgi_application", id="wsgi-without-attribute"),
     pytest.param({"app_django_check_fail_level": "LOUD"}, "app_django_check_fail_level", id="unknown-fail-level"),
+    pytest.param({"app_backup_before_migrate": True}, "app_backup_database", id="dump-without-database"),
+    pytest.param({"app_backup_dir": "backups"}, "app_backup_dir", id="dump-dir-not-absolute"),
+    pytest.param({"app_backup_port": "db"}, "app_backup_port", id="dump-port-not-a-number"),
 ]
 
 

@@ -1,5 +1,6 @@
 """Releases of the demo site: deploy A (converge), deploy B, roll back to A, a failing migration,
-then a release from a git repository.
+release C that migrates after a dump of A's data, a rollback to A with that dump restored, then a
+release from a git repository.
 
 The tests run in file order and each step builds on the one before, as an operator's deploys do:
 the steps run ansible-playbook against the Molecule inventory, limited to the host under test.
@@ -10,6 +11,7 @@ import os
 import subprocess
 
 DEPLOY = "/srv/labsite"
+BACKUP_DIR = "/var/backups/postgresql"
 STEPS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "steps")
 
 
@@ -38,9 +40,24 @@ def release_states(host):
     return {item["name"]: item["state"] for item in result["releases"]}
 
 
-def run_step(host, playbook, **extra_vars):
-    """ansible-playbook STEP against this host only; returns (rc, output)."""
-    argv = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
+def dumps(host, label):
+    """The verified dumps of labsite labelled LABEL, oldest first."""
+    if not host.file(BACKUP_DIR).exists:
+        return []
+    names = sorted(name for name in host.file(BACKUP_DIR).listdir()
+                   if name.startswith("labsite-") and name.endswith(f"-{label}.dump"))
+    return [name for name in names
+            if json.loads(host.file(f"{BACKUP_DIR}/{name}.json").content_string).get("verified") is True]
+
+
+def psql(host, sql):
+    return host.check_output("runuser -u postgres -- psql -XAtq -d labsite -c %s", sql)
+
+
+def run_step(host, playbook, *options, **extra_vars):
+    """ansible-playbook STEP (a file of steps/, or a path) against this host only, with extra
+    ansible-playbook OPTIONS; returns (rc, output)."""
+    argv = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], *options,
             "--limit", host.backend.get_hostname(), "-e", json.dumps(extra_vars),
             os.path.join(STEPS, playbook)]
     result = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=900)
@@ -71,6 +88,11 @@ def test_release_b_goes_live(host):
     assert status.startswith("200"), body
     assert body["release"] == story["b"]
     assert body["database"] is True
+
+
+def test_release_b_without_migrations_took_no_dump(host):
+    story = STORY[host.backend.get_hostname()]
+    assert dumps(host, story["a"]) == []
 
 
 def test_release_b_reuses_the_venv_of_a(host):
@@ -115,6 +137,53 @@ def test_failing_migration_leaves_current_alone(host):
     status, body = health(host)
     assert status.startswith("200"), body
     assert body["release"] == story["a"]
+
+
+def test_failing_migration_was_preceded_by_a_dump_of_a(host):
+    story = STORY[host.backend.get_hostname()]
+    assert len(dumps(host, story["a"])) == 1
+
+
+def test_release_c_migrates_after_a_dump_of_a(host):
+    story = STORY[host.backend.get_hostname()]
+    before = dumps(host, story["a"])
+    marker = (
+        "from django.db import migrations\n\n\n"
+        "class Migration(migrations.Migration):\n"
+        "    dependencies = [('lab', '%s')]\n"
+        "    operations = [migrations.RunSQL('CREATE TABLE lab_release_c_marker (id int)',\n"
+        "                                    'DROP TABLE lab_release_c_marker')]\n"
+    ) % latest_migration()
+    rc, output = run_step(host, "variant.yml", variant="c",
+                          variant_files={"lab/migrations/0002_release_c_marker.py": marker})
+    assert rc == 0, output
+    story["c"] = live(host)
+    assert story["c"] not in (story["a"], story["b"])
+    assert psql(host, "SELECT to_regclass('lab_release_c_marker') IS NOT NULL") == "t"
+    after = dumps(host, story["a"])
+    assert len(after) == len(before) + 1, (before, after)
+    toc = host.check_output("pg_restore --list %s/%s", BACKUP_DIR, after[-1])
+    assert "TABLE public lab_experiment" in toc, toc
+    assert "lab_release_c_marker" not in toc
+
+
+def test_rollback_to_a_with_its_dump_restored_drops_the_schema_of_c(host, tmp_path):
+    story = STORY[host.backend.get_hostname()]
+    rc, output = run_step(host, "rollback.yml")
+    assert rc == 0, output
+    assert live(host) == story["a"]
+    assert f"label={story['a']}" in output, output
+    # The operator's restore, as the runbook says, with this host in the databases group.
+    groups = tmp_path / "groups.yml"
+    groups.write_text(json.dumps({"databases": {"hosts": {host.backend.get_hostname(): {}}}}))
+    rc, output = run_step(host, os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "playbooks", "restore.yml"),
+                          "-i", str(groups), confirm_restore="yes", label=story["a"], database="labsite")
+    assert rc == 0, output
+    assert psql(host, "SELECT to_regclass('lab_release_c_marker') IS NULL") == "t"
+    assert psql(host, "SELECT count(*) FROM django_migrations WHERE app = 'lab' AND name LIKE '0002%'") == "0"
+    status, body = health(host)
+    assert status.startswith("200"), body
+    assert body["release"] == story["a"] and body["database"] is True
 
 
 def latest_migration():
