@@ -351,6 +351,24 @@ def module_postgres(module):
                     password=params['login_password'])
 
 
+def exit_module(module, pg, work, subject):
+    """Run WORK() (dump or restore) for an AnsibleModule and exit with its result: warnings
+    passed on, the diff headed by SUBJECT(result), errors as a failure listing the commands run."""
+    try:
+        result = work()
+    except BackupError as exc:
+        module.fail_json(msg=str(exc), commands=pg.commands)
+    except OSError as exc:
+        module.fail_json(msg='%s: %s' % (exc.__class__.__name__, exc), commands=pg.commands)
+    for warning in result.pop('warnings'):
+        module.warn(warning)
+    diff = result.pop('diff')
+    if module._diff:
+        result['diff'] = dict(diff, before_header='%s (before)' % subject(result),
+                              after_header='%s (after)' % subject(result))
+    module.exit_json(**result)
+
+
 class Postgres:
     """How to reach the server, and every program run against it (recorded in ``commands``).
 

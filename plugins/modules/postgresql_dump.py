@@ -243,7 +243,7 @@ commands:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.weblab.stack.plugins.module_utils.pg_backup import (
-    BackupError, FORMATS, dump, login_argument_spec, module_postgres)
+    FORMATS, dump, exit_module, login_argument_spec, module_postgres)
 
 
 def main():
@@ -262,21 +262,11 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
     pg = module_postgres(module)
-    try:
-        result = dump(pg, params['backup_dir'], params['database'], fmt=params['format'], jobs=params['jobs'],
-                      compress=params['compress'], label=params['label'], globals_dump=params['globals'],
-                      keep=params['keep'], max_age_days=params['max_age_days'], check_mode=module.check_mode)
-    except BackupError as exc:
-        module.fail_json(msg=str(exc), commands=pg.commands)
-    except OSError as exc:
-        module.fail_json(msg='%s: %s' % (exc.__class__.__name__, exc), commands=pg.commands)
-    for warning in result.pop('warnings'):
-        module.warn(warning)
-    diff = result.pop('diff')
-    if module._diff:
-        result['diff'] = dict(diff, before_header='%s (before)' % result['backup_dir'],
-                              after_header='%s (after)' % result['backup_dir'])
-    module.exit_json(**result)
+    exit_module(module, pg, lambda: dump(
+        pg, params['backup_dir'], params['database'], fmt=params['format'], jobs=params['jobs'],
+        compress=params['compress'], label=params['label'], globals_dump=params['globals'], keep=params['keep'],
+        max_age_days=params['max_age_days'], check_mode=module.check_mode),
+        lambda result: result['backup_dir'])
 
 
 if __name__ == '__main__':

@@ -186,7 +186,7 @@ commands:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.weblab.stack.plugins.module_utils.pg_backup import (
-    BackupError, login_argument_spec, module_postgres, restore)
+    exit_module, login_argument_spec, module_postgres, restore)
 
 
 def main():
@@ -202,21 +202,10 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
     pg = module_postgres(module)
-    try:
-        result = restore(pg, params['backup_dir'], params['database'], dump_ref=params['dump'],
-                         label=params['label'], jobs=params['jobs'], keep_replaced=params['keep_replaced'],
-                         check_mode=module.check_mode)
-    except BackupError as exc:
-        module.fail_json(msg=str(exc), commands=pg.commands)
-    except OSError as exc:
-        module.fail_json(msg='%s: %s' % (exc.__class__.__name__, exc), commands=pg.commands)
-    for warning in result.pop('warnings'):
-        module.warn(warning)
-    diff = result.pop('diff')
-    if module._diff:
-        result['diff'] = dict(diff, before_header='database %s (before)' % result['database'],
-                              after_header='database %s (after)' % result['database'])
-    module.exit_json(**result)
+    exit_module(module, pg, lambda: restore(
+        pg, params['backup_dir'], params['database'], dump_ref=params['dump'], label=params['label'],
+        jobs=params['jobs'], keep_replaced=params['keep_replaced'], check_mode=module.check_mode),
+        lambda result: 'database %s' % result['database'])
 
 
 if __name__ == '__main__':

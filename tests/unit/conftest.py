@@ -10,6 +10,10 @@ import sys
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+# The tests import the collection by its full name, from the ansible_collections/ tree the
+# checkout is mirrored into (make collection).
+if str(ROOT.parents[2]) not in sys.path:
+    sys.path.insert(0, str(ROOT.parents[2]))
 ANSIBLE_PLAYBOOK = pathlib.Path(sys.executable).with_name("ansible-playbook")
 
 

@@ -7,25 +7,13 @@ The real server is in tests/integration.
 
 import datetime
 import hashlib
-import importlib
 import json
 import os
 import pathlib
-import sys
 
 import pytest
 
-COLLECTION = pathlib.Path(__file__).resolve().parents[4]
-
-
-def _import(name):
-    """Import from the collection this file belongs to (its ansible_collections/ parent)."""
-    if str(COLLECTION.parents[2]) not in sys.path:
-        sys.path.insert(0, str(COLLECTION.parents[2]))
-    return importlib.import_module(name)
-
-
-core = _import("ansible_collections.weblab.stack.plugins.module_utils.pg_backup")
+from ansible_collections.weblab.stack.plugins.module_utils import pg_backup as core
 BackupError = core.BackupError
 UTC = datetime.timezone.utc
 NOW = datetime.datetime(2025, 3, 10, 12, 0, 0, tzinfo=UTC)
@@ -284,10 +272,10 @@ def test_scan_sees_verified_unverified_damaged_metadata_and_partials(tmp_path):
     good = make_dump(tmp_path, "app", at(3))
     no_json = make_dump(tmp_path, "app", at(2))
     os.unlink(str(no_json) + ".json")
-    not_verified = make_dump(tmp_path, "app", at(1), verified=False)
+    make_dump(tmp_path, "app", at(1), verified=False)
     broken = make_dump(tmp_path, "app", at(0, 5))
     pathlib.Path(str(broken) + ".json").write_text("{not json")
-    wrong = make_dump(tmp_path, "app", at(0, 4), metadata={"file": "other.dump"})
+    make_dump(tmp_path, "app", at(0, 4), metadata={"file": "other.dump"})
     no_sum = make_dump(tmp_path, "app", at(0, 3))
     os.unlink(str(no_sum) + ".sha256")
     (tmp_path / core.partial_name(core.dump_name("app", at(0, 2)))).write_bytes(b"half")

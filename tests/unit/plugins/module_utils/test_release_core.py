@@ -4,7 +4,6 @@ Driven through ``run()``, the function the module calls, so every test goes thro
 the manifest and the validation exactly as a task does.
 """
 
-import importlib
 import json
 import os
 import pathlib
@@ -17,17 +16,7 @@ import time
 
 import pytest
 
-COLLECTION = pathlib.Path(__file__).resolve().parents[4]
-
-
-def _import(name):
-    """Import from the collection this file belongs to (its ansible_collections/ parent)."""
-    if str(COLLECTION.parents[2]) not in sys.path:
-        sys.path.insert(0, str(COLLECTION.parents[2]))
-    return importlib.import_module(name)
-
-
-core = _import("ansible_collections.weblab.stack.plugins.module_utils.release")
+from ansible_collections.weblab.stack.plugins.module_utils import release as core
 
 
 @pytest.fixture

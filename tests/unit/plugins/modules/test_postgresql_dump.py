@@ -1,59 +1,17 @@
 """weblab.stack.postgresql_dump through main(), with AnsibleModule.run_command replaced by the
 fake PostgreSQL programs of the module_utils tests (real files under tmp_path, no server)."""
 
-import importlib
 import json
 import os
-import pathlib
-import sys
 
 import pytest
-from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.testing import patch_module_args
 
-COLLECTION = pathlib.Path(__file__).resolve().parents[4]
-
-
-def _import(name):
-    """Import from the collection this file belongs to (its ansible_collections/ parent)."""
-    if str(COLLECTION.parents[2]) not in sys.path:
-        sys.path.insert(0, str(COLLECTION.parents[2]))
-    return importlib.import_module(name)
-
-
-module = _import("ansible_collections.weblab.stack.plugins.modules.postgresql_dump")
-fakes = _import("ansible_collections.weblab.stack.tests.unit.plugins.module_utils.test_pg_backup")
-
-
-@pytest.fixture
-def fake(tmp_path, monkeypatch):
-    """The programs found on PATH are stand-ins; run_command plays them and records the calls."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for name in ("pg_dump", "pg_dumpall", "pg_restore", "psql"):
-        (bin_dir / name).write_text("#!/bin/false\n")
-        (bin_dir / name).chmod(0o755)
-    monkeypatch.setenv("PATH", str(bin_dir))
-    server = fakes.FakePostgres()
-    server.run_command_kwargs = []
-
-    def run_command(self, args, **kwargs):
-        assert isinstance(args, list), "argv lists only, never a shell string"
-        assert not kwargs.get("use_unsafe_shell")
-        server.run_command_kwargs.append(kwargs)
-        return server(args, kwargs.get("environ_update") or {})
-
-    monkeypatch.setattr(AnsibleModule, "run_command", run_command)
-    return server
+from ansible_collections.weblab.stack.plugins.modules import postgresql_dump as module
+from ansible_collections.weblab.stack.tests.unit.plugins.module_runner import run_main
 
 
 def run_module(capsys, args, check=False, diff=False):
-    with patch_module_args(dict(args, _ansible_check_mode=check, _ansible_diff=diff)):
-        with pytest.raises(SystemExit) as exited:
-            module.main()
-    result = json.loads(capsys.readouterr().out)
-    assert (exited.value.code != 0) == bool(result.get("failed")), result
-    return result
+    return run_main(module.main, capsys, args, check=check, diff=diff)
 
 
 def test_dump_returns_path_size_checksum_and_commands(capsys, fake, tmp_path):

@@ -1,38 +1,17 @@
 """weblab.stack.postgresql_restore through main(), with AnsibleModule.run_command replaced by the
 fake PostgreSQL programs of the module_utils tests (real dump files under tmp_path, no server)."""
 
-import importlib
-import json
 import os
-import pathlib
-import sys
 
 import pytest
-from ansible.module_utils.testing import patch_module_args
 
-COLLECTION = pathlib.Path(__file__).resolve().parents[4]
-
-
-def _import(name):
-    """Import from the collection this file belongs to (its ansible_collections/ parent)."""
-    if str(COLLECTION.parents[2]) not in sys.path:
-        sys.path.insert(0, str(COLLECTION.parents[2]))
-    return importlib.import_module(name)
-
-
-module = _import("ansible_collections.weblab.stack.plugins.modules.postgresql_restore")
-fakes = _import("ansible_collections.weblab.stack.tests.unit.plugins.module_utils.test_pg_backup")
-# The same stand-in programs as the dump module's tests.
-fake = _import("ansible_collections.weblab.stack.tests.unit.plugins.modules.test_postgresql_dump").fake
+from ansible_collections.weblab.stack.plugins.modules import postgresql_restore as module
+from ansible_collections.weblab.stack.tests.unit.plugins.module_utils import test_pg_backup as fakes
+from ansible_collections.weblab.stack.tests.unit.plugins.module_runner import run_main
 
 
 def run_module(capsys, args, check=False, diff=False):
-    with patch_module_args(dict(args, _ansible_check_mode=check, _ansible_diff=diff)):
-        with pytest.raises(SystemExit) as exited:
-            module.main()
-    result = json.loads(capsys.readouterr().out)
-    assert (exited.value.code != 0) == bool(result.get("failed")), result
-    return result
+    return run_main(module.main, capsys, args, check=check, diff=diff)
 
 
 @pytest.fixture

@@ -1,7 +1,6 @@
 """weblab.stack.release as Ansible runs it: through main() with module arguments, and through
 ansible-playbook (check mode, real run, re-run unchanged), on real files under tmp_path."""
 
-import importlib
 import json
 import os
 import pathlib
@@ -9,33 +8,18 @@ import subprocess
 import sys
 
 import pytest
-from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.weblab.stack.plugins.modules import release
+from ansible_collections.weblab.stack.plugins.module_utils.release import DeployLock
+from ansible_collections.weblab.stack.tests.unit.plugins.module_runner import run_main
 
 COLLECTION = pathlib.Path(__file__).resolve().parents[4]
-
-
-def _import(name):
-    """Import from the collection this file belongs to (its ansible_collections/ parent)."""
-    if str(COLLECTION.parents[2]) not in sys.path:
-        sys.path.insert(0, str(COLLECTION.parents[2]))
-    return importlib.import_module(name)
-
-
-release = _import("ansible_collections.weblab.stack.plugins.modules.release")
-DeployLock = _import("ansible_collections.weblab.stack.plugins.module_utils.release").DeployLock
 
 ANSIBLE_PLAYBOOK = pathlib.Path(sys.executable).with_name("ansible-playbook")
 
 
 def run_module(capsys, args, check=False, diff=False):
-    """Run the module's main() and return its JSON result (failed results included)."""
-    args = dict(args, _ansible_check_mode=check, _ansible_diff=diff)
-    with patch_module_args(args):
-        with pytest.raises(SystemExit) as exited:
-            release.main()
-    result = json.loads(capsys.readouterr().out)
-    assert (exited.value.code != 0) == bool(result.get("failed")), result
-    return result
+    return run_main(release.main, capsys, args, check=check, diff=diff)
 
 
 @pytest.fixture
