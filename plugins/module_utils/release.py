@@ -706,6 +706,7 @@ def run(path, state, release=None, revision=None, shared_paths=None, keep=5, loc
             model.actions.append(created)
         if state == 'present':
             model.present(release, revision)
+            model.link_shared(release, shared_paths)
         elif state == 'switch':
             model.switch(release, shared_paths, revision)
         elif state == 'fail':

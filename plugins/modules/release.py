@@ -56,6 +56,9 @@ options:
       - V(present) creates C(releases/NAME) (and the layout) marked C(unfinished). A release
         that exists is left as it is (not changed), except that one marked C(failed) or
         C(abandoned) is marked C(unfinished) again so it can be prepared and switched to anew.
+        With O(shared_paths), it also links them into the release, so checks run in it before the
+        switch see the shared files; put the code in the release first (a path the code ships
+        is replaced by the link).
       - V(switch) links O(shared_paths) into the release, points C(current) at it, clears the
         C(unfinished) mark (the release becomes C(good)) and records it in the manifest with
         its revision, the time and the release that was live before. Switching to the release
@@ -91,8 +94,8 @@ options:
     type: str
   shared_paths:
     description:
-      - Paths relative to C(shared/) that O(state=switch) and O(state=rollback) link into the
-        release at the same relative path (relative links). A missing one is created in
+      - Paths relative to C(shared/) that O(state=present), O(state=switch) and O(state=rollback)
+        link into the release at the same relative path (relative links). A missing one is created in
         C(shared/) as a directory; whatever the release holds at that path is replaced by the
         link.
       - Absolute paths, paths with C(..) and a path inside another listed path are refused.

@@ -183,6 +183,18 @@ def test_switch_links_shared_paths_relatively(deploy):
     assert (deploy / "shared" / "media" / "upload.png").exists()
 
 
+def test_present_with_shared_paths_links_them_before_the_switch(deploy):
+    core.run(deploy, "present", release="A")
+    (deploy / "releases" / "A" / "media").mkdir()
+    result = core.run(deploy, "present", release="A", shared_paths=["media", "logs"])
+    assert result["changed"] is True and sorted(result["linked"]) == ["logs", "media"]
+    assert os.readlink(deploy / "releases" / "A" / "media") == "../../shared/media"
+    assert not (deploy / "current").exists()
+    assert manifest_of(deploy)["releases"][0]["state"] == "unfinished"
+    again = core.run(deploy, "present", release="A", shared_paths=["media", "logs"])
+    assert again["changed"] is False, again["actions"]
+
+
 def test_shared_path_under_a_link_in_the_release_is_refused(deploy, tmp_path):
     core.run(deploy, "present", release="A")
     outside = tmp_path / "outside"
