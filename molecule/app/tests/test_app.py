@@ -8,7 +8,8 @@ the steps run ansible-playbook against the Molecule inventory, limited to the ho
 
 import json
 import os
-import subprocess
+
+from weblab_testinfra import PROJECT, run_playbook, superuser_sql
 
 DEPLOY = "/srv/labsite"
 BACKUP_DIR = "/var/backups/postgresql"
@@ -51,17 +52,12 @@ def dumps(host, label):
 
 
 def psql(host, sql):
-    return host.check_output("runuser -u postgres -- psql -XAtq -d labsite -c %s", sql)
+    return superuser_sql(host, sql, "labsite")
 
 
 def run_step(host, playbook, *options, **extra_vars):
-    """ansible-playbook STEP (a file of steps/, or a path) against this host only, with extra
-    ansible-playbook OPTIONS; returns (rc, output)."""
-    argv = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], *options,
-            "--limit", host.backend.get_hostname(), "-e", json.dumps(extra_vars),
-            os.path.join(STEPS, playbook)]
-    result = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=900)
-    return result.returncode, result.stdout + result.stderr
+    """steps/PLAYBOOK (or a path) against this host only; returns (rc, output)."""
+    return run_playbook(os.path.join(STEPS, playbook), *options, host=host, **extra_vars)
 
 
 # pytest-testinfra parametrizes per host; each host keeps its own story in this dict.
@@ -129,8 +125,9 @@ def test_failing_migration_leaves_current_alone(host):
     rc, output = run_step(host, "variant.yml", variant="broken",
                           variant_files={"lab/migrations/0999_broken.py": broken})
     assert rc != 0, output
-    assert "weblab_table_that_does_not_exist" in output, output
     assert "marked failed" in output, output
+    assert "'Apply the database migrations' failed" in output, output
+    assert "weblab_table_that_does_not_exist" in output, output
     assert live(host) == story["a"]
     failed = [name for name, state in release_states(host).items() if state == "failed"]
     assert len(failed) == 1 and failed[0] not in (story["a"], story["b"]), release_states(host)
@@ -176,7 +173,7 @@ def test_rollback_to_a_with_its_dump_restored_drops_the_schema_of_c(host, tmp_pa
     # The operator's restore, as the runbook says, with this host in the databases group.
     groups = tmp_path / "groups.yml"
     groups.write_text(json.dumps({"databases": {"hosts": {host.backend.get_hostname(): {}}}}))
-    rc, output = run_step(host, os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "playbooks", "restore.yml"),
+    rc, output = run_step(host, os.path.join(PROJECT, "playbooks", "restore.yml"),
                           "-i", str(groups), confirm_restore="yes", label=story["a"], database="labsite")
     assert rc == 0, output
     assert psql(host, "SELECT to_regclass('lab_release_c_marker') IS NULL") == "t"

@@ -10,15 +10,13 @@ import hashlib
 import json
 import os
 import re
-import subprocess
 import time
 
 import pytest
+from weblab_testinfra import PROJECT, run_playbook, superuser_sql
 
-ROOT = os.environ["MOLECULE_PROJECT_DIRECTORY"]
-PLAYBOOKS = os.path.join(ROOT, "playbooks")
+PLAYBOOKS = os.path.join(PROJECT, "playbooks")
 STEPS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "steps")
-INVENTORY = os.path.dirname(os.environ["MOLECULE_INVENTORY_FILE"])
 BACKUP_DIR = "/var/backups/postgresql"
 STATUS_DIR = "/var/lib/weblab-stack/backups"
 DB = "labdata"
@@ -36,19 +34,8 @@ def story(host):
     return STORY.setdefault(host.backend.get_hostname(), {})
 
 
-def run_playbook(host, playbook, *args, **extra_vars):
-    """ansible-playbook PLAYBOOK against this host only; returns (rc, output)."""
-    argv = ["ansible-playbook", "-i", INVENTORY, "--limit", host.backend.get_hostname(),
-            "-e", json.dumps(extra_vars), *args, playbook]
-    result = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=900)
-    return result.returncode, result.stdout + result.stderr
-
-
 def sql(host, query, database=DB):
-    """psql as the postgres superuser over the Unix socket (peer)."""
-    out = host.run("runuser -u postgres -- psql -X -At -v ON_ERROR_STOP=1 -d %s -c %s", database, query)
-    assert out.rc == 0, out.stderr
-    return out.stdout.strip()
+    return superuser_sql(host, query, database)
 
 
 def app_sql(host, query, database=DB):
@@ -135,7 +122,7 @@ def test_backup_directory_is_private_to_postgres(host):
 
 
 def test_installed_backup_code_is_the_collections(host):
-    with open(os.path.join(ROOT, "plugins", "module_utils", "pg_backup.py"), "rb") as handle:
+    with open(os.path.join(PROJECT, "plugins", "module_utils", "pg_backup.py"), "rb") as handle:
         expected = hashlib.sha256(handle.read()).hexdigest()
     assert sha256_on_host(host, "/usr/local/lib/weblab-stack/pg_backup.py") == expected
 
@@ -228,10 +215,62 @@ def test_directory_format_database_dumps_a_directory(host):
     assert host.file(f"{BACKUP_DIR}/{latest}/toc.dat").exists
 
 
+# What a dump left N days ago looks like: a copy of SOURCE under an older name, with its own
+# metadata and checksum written by the installed backup code (as postgres, in BACKUP_DIR).
+SIMULATE = """
+import datetime, json, os, shutil, sys
+sys.path.insert(0, '/usr/local/lib/weblab-stack')
+import pg_backup
+directory, source, days, kind = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
+when = pg_backup.utcnow() - datetime.timedelta(days=days)
+name = pg_backup.dump_name('labnotes', when, fmt='directory')
+if kind == 'partial':
+    name = pg_backup.partial_name(name)
+path = os.path.join(directory, name)
+shutil.copytree(os.path.join(directory, source), path)
+if kind == 'verified':
+    with open(os.path.join(directory, source) + '.json') as handle:
+        metadata = json.load(handle)
+    metadata.update(file=name, time=pg_backup.iso(when))
+    pg_backup.write_atomic(path + '.json', json.dumps(metadata))
+    pg_backup.write_checksum(path)
+print(name)
+"""
+
+
+def simulate_dump(host, source, days, kind="verified"):
+    out = host.run("cd %s && runuser -u postgres -- python3 -c %s %s %s %s %s", BACKUP_DIR, SIMULATE, BACKUP_DIR,
+                   source, str(days), kind)
+    assert out.rc == 0, out.stderr
+    return out.stdout.strip()
+
+
+def test_retention_over_simulated_dates_keeps_exactly_what_the_settings_say(host):
+    """labnotes keeps 3 (molecule.yml): after the next dump, exactly the 3 newest verified dumps
+    stay, and the leftovers of failed runs older than the newest are gone."""
+    real = dumps(host, "labnotes")
+    source = real[-1]
+    simulated = {days: simulate_dump(host, source, days) for days in (2, 5, 9, 30)}
+    unverified = simulate_dump(host, source, 35, "unverified")
+    partial = simulate_dump(host, source, 40, "partial")
+    for name in real:  # the dump, its .json, .sha256 and .globals.sql
+        host.run(f"rm -rf {BACKUP_DIR}/%s.*", name.rsplit(".", 1)[0])
+    out = host.run("systemctl start weblab-backup-labnotes.service")
+    assert out.rc == 0, out.stderr + journal(host, "weblab-backup-labnotes.service")
+    left = host.file(BACKUP_DIR).listdir()
+    now = [name for name in dumps(host, "labnotes") if name not in simulated.values()]
+    assert len(now) == 1, now
+    assert dumps(host, "labnotes") == [simulated[5], simulated[2], now[0]]
+    for gone in (simulated[9], simulated[30], unverified, partial):
+        assert gone not in left, (gone, left)
+    assert host.run("journalctl --no-pager -u weblab-backup-labnotes.service | grep -q %s", simulated[30]).rc == 0, \
+        journal(host, "weblab-backup-labnotes.service")
+
+
 # --- dump, more rows, restore the latest ----------------------------------------------------
 
 def test_backup_playbook_dumps_now_with_a_label(host):
-    rc, output = run_playbook(host, os.path.join(PLAYBOOKS, "backup.yml"), label="before-change")
+    rc, output = run_playbook(os.path.join(PLAYBOOKS, "backup.yml"), host=host, label="before-change")
     assert rc == 0, output
     labelled = dumps(host, label="before-change")
     assert len(labelled) == 1, labelled
@@ -247,7 +286,7 @@ def test_more_rows_are_written(host):
 
 def test_restore_without_confirmation_is_refused(host):
     before = databases(host)
-    rc, output = run_playbook(host, os.path.join(PLAYBOOKS, "restore.yml"), database=DB)
+    rc, output = run_playbook(os.path.join(PLAYBOOKS, "restore.yml"), host=host, database=DB)
     assert rc != 0, output
     assert "confirm_restore=yes" in output, output
     assert rows(host) == (150, 11325)
@@ -256,7 +295,7 @@ def test_restore_without_confirmation_is_refused(host):
 
 def test_restore_needs_the_database_when_several_are_backed_up(host):
     before = databases(host)
-    rc, output = run_playbook(host, os.path.join(PLAYBOOKS, "restore.yml"), confirm_restore="yes")
+    rc, output = run_playbook(os.path.join(PLAYBOOKS, "restore.yml"), host=host, confirm_restore="yes")
     assert rc != 0, output
     assert "-e database=NAME" in output, output
     assert databases(host) == before
@@ -264,7 +303,7 @@ def test_restore_needs_the_database_when_several_are_backed_up(host):
 
 def test_restore_check_mode_changes_nothing(host):
     before = databases(host)
-    rc, output = run_playbook(host, os.path.join(PLAYBOOKS, "restore.yml"), "--check", confirm_restore="yes",
+    rc, output = run_playbook(os.path.join(PLAYBOOKS, "restore.yml"), "--check", host=host, confirm_restore="yes",
                               database=DB)
     assert rc == 0, output
     assert rows(host) == (150, 11325)
@@ -273,7 +312,7 @@ def test_restore_check_mode_changes_nothing(host):
 
 def test_restore_latest_brings_back_the_rows_of_dump_time(host):
     before = databases(host)
-    rc, output = run_playbook(host, os.path.join(PLAYBOOKS, "restore.yml"), confirm_restore="yes", database=DB)
+    rc, output = run_playbook(os.path.join(PLAYBOOKS, "restore.yml"), host=host, confirm_restore="yes", database=DB)
     assert rc == 0, output
     assert story(host)["dump"] in output, output
     assert rows(host) == (100, 5050)
@@ -332,7 +371,7 @@ def damaged_copy(host, how):
 def test_damaged_dump_is_refused_and_the_database_untouched(host, how):
     name = damaged_copy(host, how)
     before = (rows(host), databases(host))
-    rc, output = run_playbook(host, os.path.join(PLAYBOOKS, "restore.yml"), confirm_restore="yes",
+    rc, output = run_playbook(os.path.join(PLAYBOOKS, "restore.yml"), host=host, confirm_restore="yes",
                               database=DB, dump=name)
     assert rc != 0, output
     assert re.search(r"checksum|sha256", output, re.IGNORECASE), output
@@ -346,13 +385,13 @@ def test_restore_failing_midway_leaves_the_database_intact(host):
     sql(host, "DROP ROLE IF EXISTS ghost; CREATE ROLE ghost; "
               "CREATE TABLE ghost_notes (n integer); INSERT INTO ghost_notes SELECT generate_series(1, 50); "
               "ALTER TABLE ghost_notes OWNER TO ghost; GRANT SELECT ON samples TO ghost;")
-    rc, output = run_playbook(host, os.path.join(PLAYBOOKS, "backup.yml"), label="ghost")
+    rc, output = run_playbook(os.path.join(PLAYBOOKS, "backup.yml"), host=host, label="ghost")
     assert rc == 0, output
     ghost_dump = dumps(host, label="ghost")[-1]
     sql(host, "DROP TABLE ghost_notes; REVOKE ALL ON samples FROM ghost; DROP ROLE ghost; "
               "INSERT INTO samples VALUES (5000, 'after the ghost dump');")
     before = (rows(host), databases(host))
-    rc, output = run_playbook(host, os.path.join(PLAYBOOKS, "restore.yml"), confirm_restore="yes",
+    rc, output = run_playbook(os.path.join(PLAYBOOKS, "restore.yml"), host=host, confirm_restore="yes",
                               database=DB, dump=ghost_dump)
     assert rc != 0, output
     assert "ghost" in output, output
@@ -365,7 +404,7 @@ def test_restore_failing_midway_leaves_the_database_intact(host):
 
 def test_timer_fires_on_its_schedule_and_makes_a_verified_dump(host):
     before = status(host)["last_success"]
-    rc, output = run_playbook(host, os.path.join(STEPS, "timer.yml"), schedule="*:*:0/20", randomized_delay="0")
+    rc, output = run_playbook(os.path.join(STEPS, "timer.yml"), host=host, schedule="*:*:0/20", randomized_delay="0")
     assert rc == 0, output
     try:
         deadline = time.time() + 180
@@ -379,6 +418,6 @@ def test_timer_fires_on_its_schedule_and_makes_a_verified_dump(host):
         recorded = host.file(f"{BACKUP_DIR}/{name}.sha256").content_string.split()[0]
         assert sha256_on_host(host, f"{BACKUP_DIR}/{name}") == recorded
     finally:
-        rc, output = run_playbook(host, os.path.join(STEPS, "timer.yml"))
+        rc, output = run_playbook(os.path.join(STEPS, "timer.yml"), host=host)
         assert rc == 0, output
     assert "03:15:00" in host.check_output("systemctl show -P TimersCalendar %s", TIMER)

@@ -2,15 +2,12 @@
 database (through a dump carried by the controller), the shared files with their owners and
 modes; a dry run changes nothing. Runs after test_backups.py, once, for the Debian 13 host."""
 
-import json
 import os
-import subprocess
 
 import pytest
 import testinfra
+from weblab_testinfra import PROJECT, run_playbook, superuser_sql
 
-ROOT = os.environ["MOLECULE_PROJECT_DIRECTORY"]
-INVENTORY = os.path.dirname(os.environ["MOLECULE_INVENTORY_FILE"])
 OLD, NEW = "backups-debian12", "backups-debian13"
 MEDIA = "/srv/labfiles/media"
 DB = "labdata"
@@ -25,16 +22,11 @@ def fixture_old(host):
 
 
 def migrate(**extra_vars):
-    argv = ["ansible-playbook", "-i", INVENTORY, "-e", json.dumps(dict(MOVE, **extra_vars)),
-            os.path.join(ROOT, "playbooks", "migrate.yml")]
-    result = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=900)
-    return result.returncode, result.stdout + result.stderr
+    return run_playbook(os.path.join(PROJECT, "playbooks", "migrate.yml"), **dict(MOVE, **extra_vars))
 
 
 def sql(host, query, database=DB):
-    out = host.run("runuser -u postgres -- psql -X -At -v ON_ERROR_STOP=1 -d %s -c %s", database, query)
-    assert out.rc == 0, out.stderr
-    return out.stdout.strip()
+    return superuser_sql(host, query, database)
 
 
 def migrate_dumps(host):

@@ -1,10 +1,10 @@
 """Behaviour of weblab.stack.postgresql on a converged host (see ../molecule.yml)."""
 
 import os
-import subprocess
 import uuid
 
 import pytest
+from weblab_testinfra import run_playbook, superuser_sql
 
 PORT = 5433
 APP = ("labapp", "app-Secret-42")
@@ -36,10 +36,7 @@ def tcp_psql(host, user, password, sql, database=DATABASE):
 
 def admin_sql(host, sql, database="postgres"):
     """psql as the postgres superuser over the Unix socket (peer), as Ansible administers."""
-    out = host.run("runuser -u postgres -- psql -X -At -v ON_ERROR_STOP=1 -p %s -d %s -c %s",
-                   str(PORT), database, sql)
-    assert out.rc == 0, out.stderr
-    return out.stdout.strip()
+    return superuser_sql(host, sql, database, port=PORT)
 
 
 def test_app_user_writes_and_reads_a_row_over_tcp(host, version):
@@ -163,9 +160,5 @@ def test_rejected_configuration_never_replaces_running_files(host, version):
     (a /33 network, shared_buffers 'lots'), asserts that the role stops and the files stay, then
     applies the scenario's input again."""
     steps = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "steps")
-    result = subprocess.run(
-        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
-         "--limit", host.backend.get_hostname(),
-         os.path.join(steps, "rejected_config.yml")],
-        capture_output=True, text=True, check=False, timeout=900)
-    assert result.returncode == 0, result.stdout + result.stderr + logs(host, version)
+    rc, output = run_playbook(os.path.join(steps, "rejected_config.yml"), host=host)
+    assert rc == 0, output + logs(host, version)
