@@ -1,6 +1,6 @@
 # weblab.stack: one entry point for every check.
 #   make test              set up everything (venv, Docker engine, images) and run every check
-#   make lint | unit | integration | sanity | molecule | molecule-NAME | images | build
+#   make lint | unit | integration | sanity | molecule | molecule-NAME | images | build | bench
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
@@ -17,7 +17,7 @@ export ANSIBLE_FORCE_COLOR := false
 export PY_COLORS := 0
 
 .PHONY: help test venv engine images collection lint yamllint ansible-lint unit integration sanity \
-        molecule $(addprefix molecule-,$(SCENARIOS)) build clean
+        molecule $(addprefix molecule-,$(SCENARIOS)) build bench clean
 
 help:
 	@sed -n '2,3p' Makefile | sed 's/^# //'
@@ -55,6 +55,12 @@ unit: venv collection
 integration: venv collection
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || scripts/apt-install.sh postgresql
 	cd $(COLLECTION) && pytest tests/integration
+
+# Dump and restore times of the backup modules beside pg_dump/pg_restore and community.postgresql
+# (bench/backup/README.md). Not part of `make test`.
+bench: venv collection
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || scripts/apt-install.sh postgresql
+	cd $(COLLECTION) && python bench/backup/run.py
 
 sanity: venv collection
 	@scripts/sanity.sh $(COLLECTION)
