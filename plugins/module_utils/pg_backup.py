@@ -431,23 +431,21 @@ class Postgres:
     def execute(self, statements, what, database=MAINTENANCE_DB):
         return self.run_ok(psql_argv(self.program('psql'), database, statements, self.connection_args()), what)
 
-    def server_version(self):
-        return self.query("SELECT to_json(current_setting('server_version'))")
-
-    def database_info(self, name):
-        """Owner, encoding, locale, connection flag and database grants of NAME, or None."""
-        return self.query(
-            "SELECT json_build_object('name', d.datname, 'owner', pg_get_userbyid(d.datdba), "
+    def databases_info(self, name, others):
+        """(NAME's owner, encoding, locale, connection flag and database grants, or None; which of
+        the OTHERS exist), in one query."""
+        found = self.query(
+            "SELECT json_build_object('target', (SELECT json_build_object('name', d.datname, "
+            "'owner', pg_get_userbyid(d.datdba), "
             "'encoding', pg_encoding_to_char(d.encoding), 'collate', d.datcollate, 'ctype', d.datctype, "
             "'allow_connections', d.datallowconn, 'has_acl', d.datacl IS NOT NULL, "
             "'grants', (SELECT coalesce(json_agg(json_build_object('privilege', a.privilege_type, "
             "'grantee', CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END, "
             "'grantable', a.is_grantable)), '[]'::json) FROM aclexplode(d.datacl) a WHERE a.grantee <> d.datdba)) "
-            "FROM pg_database d WHERE d.datname = %s" % quote_literal(name))
-
-    def existing_databases(self, names):
-        return self.query("SELECT coalesce(json_agg(datname ORDER BY datname), '[]'::json) FROM pg_database "
-                          "WHERE datname IN (%s)" % ', '.join(quote_literal(name) for name in names))
+            "FROM pg_database d WHERE d.datname = %s), "
+            "'taken', (SELECT coalesce(json_agg(datname ORDER BY datname), '[]'::json) FROM pg_database "
+            "WHERE datname IN (%s)))" % (quote_literal(name), ', '.join(quote_literal(other) for other in others)))
+        return found['target'], found['taken']
 
 
 # ---- files -----------------------------------------------------------------------------------
@@ -592,19 +590,31 @@ def verify_plain(path):
         raise BackupError('%s does not start like a pg_dump plain SQL dump' % path)
     if PLAIN_FOOTER not in end:
         raise BackupError('%s does not end with "%s": it is incomplete' % (path, PLAIN_FOOTER.decode()))
+    return head.decode('utf-8', 'replace')
 
 
 def verify_contents(pg, path, fmt):
-    """Read the table of contents (custom, directory) or the plain dump's header and footer."""
+    """Read the table of contents (custom, directory) or the plain dump's header and footer;
+    returns the text read (the listing, or the plain dump's first lines)."""
     if fmt == 'plain':
-        verify_plain(path)
-        return
+        return verify_plain(path)
     rc, out, err = pg.run(pg_restore_list_argv(pg.program('pg_restore'), path))
     # A readable archive always lists its header; an empty database's dump has no entries
     # after "Selected TOC Entries", and that is still a whole dump.
     if rc != 0 or TOC_HEADER not in out or TOC_ENTRIES not in out:
         raise BackupError('the table of contents of %s cannot be read (pg_restore --list, rc=%s): %s. '
                           'The dump is damaged; nothing was changed' % (path, rc, tail(err or out, 5)))
+    return out
+
+
+def dump_versions(text):
+    """(server version, pg_dump version) as a dump's header states them (pg_restore --list, or
+    a plain dump's first lines): "Dumped from database version: 15.13 (Debian ...)"."""
+    found = []
+    for what in ('from database', 'by pg_dump'):
+        match = re.search(r'Dumped %s version:? ([^\n]+)' % what, text)
+        found.append(match.group(1).strip() if match else None)
+    return tuple(found)
 
 
 def read_metadata(path):
@@ -749,16 +759,18 @@ def dump(pg, backup_dir, database, fmt='custom', jobs=1, compress=None, label=No
         raise BackupError('backup_dir %s exists and is not a directory' % backup_dir)
     before = [entry['name'] for entry in scan(backup_dir, database) if entry['verified']]
 
-    pg_dump_version = None
+    # pg_dump's version decides the compression arguments; without compression it is read from
+    # the dump's own header, and the dump costs no extra program run.
     compress_argv = []
-    try:
-        pg_dump_version = pg.version('pg_dump')
-    except BackupError as exc:
-        if not check_mode:
-            raise
-        result['warnings'].append('pg_dump cannot be run yet (%s); in a real run it must be installed' % exc)
-    if pg_dump_version is not None:
-        compress_argv = compress_args(compress, pg_dump_version[0], fmt)
+    if compress or check_mode:
+        try:
+            pg_dump_major = pg.version('pg_dump')[0]
+        except BackupError as exc:
+            if not check_mode:
+                raise
+            result['warnings'].append('pg_dump cannot be run yet (%s); in a real run it must be installed' % exc)
+        else:
+            compress_argv = compress_args(compress, pg_dump_major, fmt)
 
     now = now or utcnow()
     name = dump_name(database, now, label, fmt)
@@ -795,7 +807,6 @@ def dump(pg, backup_dir, database, fmt='custom', jobs=1, compress=None, label=No
     else:
         raise BackupError('%s already exists' % paths['path'])
 
-    server_version = pg.server_version()
     started = clock()
     remove_path(paths['partial'])
     argv = pg_dump_argv(pg.program('pg_dump'), database, paths['partial'], fmt, jobs, compress_argv,
@@ -808,7 +819,9 @@ def dump(pg, backup_dir, database, fmt='custom', jobs=1, compress=None, label=No
     os.rename(paths['partial'], paths['path'])
     fsync_dir(backup_dir)
     result['actions'].append('dump database %s (%s format) to %s' % (database, fmt, paths['path']))
-    verify_contents(pg, paths['path'], fmt)
+    server_version, pg_dump_version = dump_versions(verify_contents(pg, paths['path'], fmt))
+    if pg_dump_version:
+        pg_dump_version = '%d.%d' % parse_version(pg_dump_version)
     checksum = write_checksum(paths['path'])
     size = dump_size(paths['path'])
 
@@ -830,7 +843,7 @@ def dump(pg, backup_dir, database, fmt='custom', jobs=1, compress=None, label=No
     metadata = {
         'database': database, 'file': os.path.basename(paths['path']), 'format': fmt, 'size': size,
         'sha256': checksum, 'server_version': server_version,
-        'pg_dump_version': '%d.%d' % pg_dump_version, 'started': iso(now), 'finished': iso(finished),
+        'pg_dump_version': pg_dump_version, 'started': iso(now), 'finished': iso(finished),
         'duration': duration, 'label': label, 'verified': True, 'host': socket.gethostname(),
         'compress': compress or None, 'jobs': jobs,
         'globals': os.path.basename(globals_path) if globals_path else None,
@@ -897,8 +910,7 @@ def restore(pg, backup_dir, database, dump_ref='latest', label=None, jobs=1, kee
                                   'transaction' % jobs)
     now = now or utcnow()
     temp, replaced = database_names(database, now)
-    target = pg.database_info(database)
-    taken = pg.existing_databases([temp, replaced])
+    target, taken = pg.databases_info(database, [temp, replaced])
     if taken:
         raise BackupError('database %s already exists (left by an interrupted restore?); drop it or '
                           'retry in a second. Nothing was changed' % ', '.join(taken))
@@ -924,15 +936,16 @@ def restore(pg, backup_dir, database, dump_ref='latest', label=None, jobs=1, kee
         create += ' OWNER %s ENCODING %s LC_COLLATE %s LC_CTYPE %s' % (
             quote_ident(target['owner']), quote_literal(target['encoding']),
             quote_literal(target['collate']), quote_literal(target['ctype']))
-    pg.execute([create], 'creating the temporary database %s' % temp)
+    # The database and its privileges in one psql run (each statement its own transaction).
+    statements = [create]
+    if target and target['has_acl']:
+        statements.append('REVOKE ALL ON DATABASE %s FROM PUBLIC' % quote_ident(temp))
+        for grant in target['grants']:
+            statements.append('GRANT %s ON DATABASE %s TO %s%s' % (
+                grant['privilege'], quote_ident(temp), grant['grantee'],
+                ' WITH GRANT OPTION' if grant['grantable'] else ''))
     try:
-        if target and target['has_acl']:
-            grants = ['REVOKE ALL ON DATABASE %s FROM PUBLIC' % quote_ident(temp)]
-            for grant in target['grants']:
-                grants.append('GRANT %s ON DATABASE %s TO %s%s' % (
-                    grant['privilege'], quote_ident(temp), grant['grantee'],
-                    ' WITH GRANT OPTION' if grant['grantable'] else ''))
-            pg.execute(grants, 'copying the database privileges of %s to %s' % (database, temp))
+        pg.execute(statements, 'creating the temporary database %s with the privileges of %s' % (temp, database))
         if fmt == 'plain':
             argv = psql_restore_argv(pg.program('psql'), path, temp, pg.connection_args())
         else:
@@ -968,31 +981,30 @@ def swap(pg, database, temp, replaced, allow_connections, sleep=time.sleep, atte
     """Close DATABASE to new connections, end the open ones, and rename DATABASE to REPLACED and
     TEMP to DATABASE in one transaction. On failure DATABASE is as it was."""
     ident, temp_ident, replaced_ident = quote_ident(database), quote_ident(temp), quote_ident(replaced)
-    if allow_connections:
-        pg.execute(['ALTER DATABASE %s ALLOW_CONNECTIONS false' % ident],
-                   'closing database %s to new connections' % database)
+    close = ['ALTER DATABASE %s ALLOW_CONNECTIONS false' % ident] if allow_connections else []
+    terminate = ('SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = %s '
+                 'AND pid <> pg_backend_pid()' % quote_literal(database))
+    # Both renames or neither: one transaction.
+    renames = 'ALTER DATABASE %s RENAME TO %s; ALTER DATABASE %s RENAME TO %s' % (
+        ident, replaced_ident, temp_ident, ident)
+    reopen = ['ALTER DATABASE %s ALLOW_CONNECTIONS true' % replaced_ident] if allow_connections else []
+    # One psql run: close, end the sessions, rename, reopen what is now the replaced database.
+    # psql stops at the first error, so a failed rename leaves DATABASE closed: reopened below.
     try:
-        terminate = ('SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = %s '
-                     'AND pid <> pg_backend_pid()' % quote_literal(database))
-        # Both renames or neither: one transaction.
-        renames = 'ALTER DATABASE %s RENAME TO %s; ALTER DATABASE %s RENAME TO %s' % (
-            ident, replaced_ident, temp_ident, ident)
         for attempt in range(attempts):
             try:
-                pg.execute([terminate, renames], 'swapping database %s for %s' % (temp, database))
+                pg.execute(close + [terminate, renames] + reopen, 'swapping database %s for %s' % (temp, database))
                 break
             except BackupError as exc:
                 if attempt == attempts - 1 or 'being accessed by other users' not in str(exc):
                     raise
+                close = []
                 sleep(1)
     except BaseException:
         if allow_connections:
             pg.execute(['ALTER DATABASE %s ALLOW_CONNECTIONS true' % ident],
                        'reopening database %s to connections' % database)
         raise
-    if allow_connections:
-        pg.execute(['ALTER DATABASE %s ALLOW_CONNECTIONS true' % replaced_ident],
-                   'reopening database %s to connections' % replaced)
 
 
 # ---- command line ----------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import pathlib
+import re
 
 import pytest
 
@@ -18,7 +19,9 @@ BackupError = core.BackupError
 UTC = datetime.timezone.utc
 NOW = datetime.datetime(2025, 3, 10, 12, 0, 0, tzinfo=UTC)
 # what pg_restore --list prints for a dump of a database with one table (header shortened)
-TOC_HEADER = ";\n; Archive created at 2025-03-10 12:00:00 UTC\n;     Format: CUSTOM\n;\n;\n; Selected TOC Entries:\n;\n"
+TOC_HEADER = (";\n; Archive created at 2025-03-10 12:00:00 UTC\n;     Format: CUSTOM\n"
+              ";     Dumped from database version: 15.13 (Debian)\n;     Dumped by pg_dump version: 15.13 (Debian)\n"
+              ";\n;\n; Selected TOC Entries:\n;\n")
 TOC_LIST = TOC_HEADER + "215; 1259 16385 TABLE public items postgres\n"
 
 
@@ -411,13 +414,9 @@ class FakePostgres:
         if not statements:
             return 0, "", ""
         sql = statements[0]
-        if "current_setting('server_version')" in sql:
-            return 0, '"15.13 (Debian)"\n', ""
-        if "FROM pg_database d WHERE d.datname" in sql:
-            name = sql.rsplit("= ", 1)[1].strip("'")
-            return 0, (json.dumps(self.databases[name]) + "\n") if name in self.databases else "", ""
-        if "WHERE datname IN" in sql:
-            return 0, "[]\n", ""
+        if sql.startswith("SELECT json_build_object('target'"):
+            name = re.search(r"d\.datname = '([^']*)'", sql).group(1)
+            return 0, json.dumps({"target": self.databases.get(name), "taken": []}) + "\n", ""
         return 0, "", ""
 
     def programs(self):
@@ -453,8 +452,10 @@ def test_dump_writes_partial_then_renames_verifies_and_records(tmp_path, bin_dir
     assert dump_argv == [str(bin_dir / "pg_dump"), "--format=custom", "--file=%s" % (backup / ("." + name + ".partial")),
                          "--compress=1", "--host=db", "--port=5433", "--username=backup", "--no-password",
                          "--dbname=dbname='weblab'"]
-    assert fake.programs() == ["pg_dump", "psql", "pg_dump", "pg_restore", "pg_dumpall"]
-    assert [argv for argv, env in fake.calls][3] == [str(bin_dir / "pg_restore"), "--list", str(backup / name)]
+    # pg_dump --version (the compression arguments depend on it), the dump, its table of
+    # contents (which also names both versions), the globals.
+    assert fake.programs() == ["pg_dump", "pg_dump", "pg_restore", "pg_dumpall"]
+    assert [argv for argv, env in fake.calls][2] == [str(bin_dir / "pg_restore"), "--list", str(backup / name)]
     for argv, env in fake.calls:
         assert env == {"PGPASSWORD": "s3cret!"}
         assert not any("s3cret" in arg for arg in argv)
@@ -516,7 +517,7 @@ def test_dump_directory_format_with_jobs(tmp_path, bin_dir):
     result = core.dump(make_pg(fake, bin_dir), str(tmp_path), "weblab", fmt="directory", jobs=3,
                        compress="zstd:3", now=NOW)
     assert result["path"].endswith(".dir") and os.path.isdir(result["path"])
-    dump_argv = fake.calls[2][0]
+    dump_argv = fake.calls[1][0]
     assert "--jobs=3" in dump_argv and "--compress=zstd:3" in dump_argv
     with pytest.raises(BackupError, match="needs format=directory"):
         core.dump(make_pg(fake, bin_dir), str(tmp_path), "weblab", jobs=2, now=NOW)
@@ -568,7 +569,10 @@ def test_restore_latest_checks_then_restores_then_swaps(tmp_path, bin_dir):
     result = core.restore(pg, str(tmp_path), "weblab", jobs=2, now=NOW)
     assert result["dump"] == str(latest)
     assert result["replaced_by"] == "weblab_replaced_20250310_120000"
-    assert fake.programs()[0] == "pg_restore" and fake.calls[0][0][1] == "--list"
+    assert fake.calls[0][0][1] == "--list"
+    # The table of contents; one query about the target; the new database with its grants; the
+    # restore; the swap. Each psql run costs a connection: no more of them than that.
+    assert fake.programs() == ["pg_restore", "psql", "psql", "pg_restore", "psql"]
     restore_argv = [argv for argv, env in fake.calls if argv[0].endswith("pg_restore") and "--list" not in argv]
     assert restore_argv == [[str(bin_dir / "pg_restore"), "--exit-on-error", "--jobs=2", "--no-password",
                              "--dbname=dbname='weblab_restore_20250310_120000'", str(latest)]]
