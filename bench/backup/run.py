@@ -291,13 +291,15 @@ class Bench:
         run(argv, env=env)
         return time.monotonic() - started
 
-    def play(self, module, args):
-        """Time one task of MODULE through ansible-playbook, as tests/integration runs modules.
-        Returns (seconds, the task's result)."""
+    def play(self, module, args, before=()):
+        """Time one task of MODULE (after the tasks BEFORE, (module, args) pairs, in the same
+        play) through ansible-playbook, as tests/integration runs modules. Returns (seconds,
+        the last task's result)."""
         self.plays += 1
         playbook = self.work / ('play%d.json' % self.plays)
-        play = [{'name': 'Bench one module', 'hosts': 'localhost', 'gather_facts': False,
-                 'tasks': [{'name': 'Run ' + module, module: args}]}]
+        tasks = [{'name': 'Run %s %d' % (name, number), name: task_args}
+                 for number, (name, task_args) in enumerate(list(before) + [(module, args)])]
+        play = [{'name': 'Bench one module', 'hosts': 'localhost', 'gather_facts': False, 'tasks': tasks}]
         playbook.write_text(json.dumps(play), encoding='utf-8')
         argv = [self.playbook_program, '-i', 'localhost,', '-c', 'local',
                 '-e', 'ansible_python_interpreter=' + sys.executable, str(playbook)]
@@ -352,10 +354,12 @@ class Bench:
         self.finish_restore(dataset, target, ('raw', 'restore -j%d' % jobs), seconds)
 
     def community_restore(self, dataset, files):
+        """postgresql_db state=restore needs its target database to exist: the play creates it
+        first (state=present), as ours creates the database it restores into, on the clock."""
         target = '%s_community' % dataset.database
-        self.cluster.create(target)
         seconds, dummy = self.play('community.postgresql.postgresql_db', dict(
-            self.cluster.login, name=target, state='restore', target=str(files['community'])))
+            self.cluster.login, name=target, state='restore', target=str(files['community'])),
+            before=[('community.postgresql.postgresql_db', dict(self.cluster.login, name=target, state='present'))])
         self.finish_restore(dataset, target, ('community', 'restore'), seconds)
 
     def ours_restore(self, dataset, files, jobs):
@@ -418,7 +422,7 @@ ROWS = [
     ('community', 'dump', 'postgresql_db state=dump'),
     ('ours', 'dump', 'postgresql_dump (verified)'),
     ('raw', 'restore -j1', 'pg_restore'),
-    ('community', 'restore', 'postgresql_db state=restore'),
+    ('community', 'restore', 'postgresql_db present+restore'),
     ('ours', 'restore-latest j1', 'postgresql_restore latest'),
     ('raw', 'restore -j2', 'pg_restore -j2'),
     ('ours', 'restore-latest j2', 'postgresql_restore latest, jobs=2'),
