@@ -42,6 +42,7 @@ BAD_INPUT = [
     pytest.param({"backups_randomized_delay": "soon"}, "backups_randomized_delay", id="delay-not-a-time-span"),
     pytest.param({"backups_label": "before upgrade"}, "backups_label", id="label-with-space"),
     pytest.param({"backups_label": "../x"}, "backups_label", id="label-with-slash"),
+    pytest.param({"backups_label": "r" * 101}, "backups_label", id="label-longer-than-the-modules-100"),
 ]
 
 
