@@ -116,12 +116,7 @@ def test_rollback_returns_to_a(host):
 
 def test_failing_migration_leaves_current_alone(host):
     story = STORY[host.backend.get_hostname()]
-    broken = (
-        "from django.db import migrations\n\n\n"
-        "class Migration(migrations.Migration):\n"
-        "    dependencies = [('lab', '%s')]\n"
-        "    operations = [migrations.RunSQL('SELECT * FROM weblab_table_that_does_not_exist')]\n"
-    ) % latest_migration()
+    broken = migration("migrations.RunSQL('SELECT * FROM weblab_table_that_does_not_exist')")
     rc, output = run_step(host, "variant.yml", variant="broken",
                           variant_files={"lab/migrations/0999_broken.py": broken})
     assert rc != 0, output
@@ -144,13 +139,8 @@ def test_failing_migration_was_preceded_by_a_dump_of_a(host):
 def test_release_c_migrates_after_a_dump_of_a(host):
     story = STORY[host.backend.get_hostname()]
     before = dumps(host, story["a"])
-    marker = (
-        "from django.db import migrations\n\n\n"
-        "class Migration(migrations.Migration):\n"
-        "    dependencies = [('lab', '%s')]\n"
-        "    operations = [migrations.RunSQL('CREATE TABLE lab_release_c_marker (id int)',\n"
-        "                                    'DROP TABLE lab_release_c_marker')]\n"
-    ) % latest_migration()
+    marker = migration("migrations.RunSQL('CREATE TABLE lab_release_c_marker (id int)', "
+                       "'DROP TABLE lab_release_c_marker')")
     rc, output = run_step(host, "variant.yml", variant="c",
                           variant_files={"lab/migrations/0002_release_c_marker.py": marker})
     assert rc == 0, output
@@ -181,6 +171,14 @@ def test_rollback_to_a_with_its_dump_restored_drops_the_schema_of_c(host, tmp_pa
     status, body = health(host)
     assert status.startswith("200"), body
     assert body["release"] == story["a"] and body["database"] is True
+
+
+def migration(operation):
+    """The source of a migration of the demo's lab app, after its latest one, running OPERATION."""
+    return ("from django.db import migrations\n\n\n"
+            "class Migration(migrations.Migration):\n"
+            "    dependencies = [('lab', '%s')]\n"
+            "    operations = [%s]\n") % (latest_migration(), operation)
 
 
 def latest_migration():
