@@ -13,10 +13,8 @@ import json
 import os
 import pathlib
 import platform
-import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,6 +23,8 @@ import time
 
 HERE = pathlib.Path(__file__).resolve().parent
 COLLECTION = HERE.parents[1]
+sys.path.insert(0, str(COLLECTION / 'tests' / 'integration'))
+from throwaway_cluster import ClusterError, ThrowawayCluster  # noqa: E402  pylint: disable=wrong-import-position
 MB = 1000 * 1000
 # Below this ratio a contender counts as "no slower" than the other: medians of a few rounds on
 # a shared 2-core machine move by a few per cent between runs (see the spread columns).
@@ -67,29 +67,10 @@ def run(argv, env=None, check=True, input_text=None):
     return done
 
 
-def as_postgres(*argv, check=True):
-    return run(['runuser', '-u', 'postgres', '--', *argv], check=check)
-
-
 # ---- the throwaway cluster -------------------------------------------------------------------
 
-def postgresql_bin():
-    found = sorted(glob.glob('/usr/lib/postgresql/*/bin/initdb'),
-                   key=lambda path: int(path.split('/')[4]) if path.split('/')[4].isdigit() else 0)
-    if not found:
-        raise BenchError('PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb): run '
-                         '`make bench`, which installs it, or scripts/apt-install.sh postgresql')
-    return pathlib.Path(found[-1]).parent
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
-class Cluster:
-    """A PostgreSQL server on 127.0.0.1 and a free port, data under a mkdtemp in /tmp.
+class Cluster(ThrowawayCluster):
+    """The integration tests' throwaway server, with the bench's settings and helpers.
 
     fsync=off: the server's own flushes would time the disk of the machine the bench runs on
     (a shared CI disk varies from run to run), and they cost the same whatever program restores;
@@ -98,62 +79,8 @@ class Cluster:
     contender is timed.
     """
 
-    SETTINGS = ('fsync=off', 'autovacuum=off')
-
     def __init__(self):
-        self.bin_dir = postgresql_bin()
-        self.base = pathlib.Path(tempfile.mkdtemp(prefix='weblab-bench-pg-', dir='/tmp'))
-        self.data = self.base / 'data'
-        self.host = '127.0.0.1'
-        self.port = free_port()
-        self.user = 'postgres'
-        self.password = secrets.token_urlsafe(18)
-        self.started = False
-
-    def start(self):
-        pwfile = self.base / 'pwfile'
-        pwfile.write_text(self.password + '\n', encoding='utf-8')
-        shutil.chown(self.base, 'postgres', 'postgres')
-        shutil.chown(pwfile, 'postgres', 'postgres')
-        os.chmod(pwfile, 0o600)
-        as_postgres(self.bin_dir / 'initdb', '-D', self.data, '-U', 'postgres', '--pwfile', pwfile,
-                    '--auth=scram-sha-256', '--encoding=UTF8', '--locale=C.UTF-8')
-        options = '-c listen_addresses=127.0.0.1 -c port=%d -c unix_socket_directories=%s %s' % (
-            self.port, self.base, ' '.join('-c ' + setting for setting in self.SETTINGS))
-        started = as_postgres(self.bin_dir / 'pg_ctl', '-D', self.data, '-l', self.base / 'server.log',
-                              '-o', options, '-w', '-t', '60', 'start', check=False)
-        if started.returncode != 0:
-            log = self.base / 'server.log'
-            raise BenchError('the bench cluster did not start: %s%s\n%s' % (
-                started.stdout, started.stderr, log.read_text(errors='replace') if log.exists() else ''))
-        self.started = True
-
-    def stop(self):
-        """Stop the server and remove its files; safe to call on a half-started cluster."""
-        if self.started:
-            stopped = subprocess.run(['runuser', '-u', 'postgres', '--', str(self.bin_dir / 'pg_ctl'), '-D',
-                                      str(self.data), '-m', 'fast', '-w', '-t', '60', 'stop'],
-                                     capture_output=True, check=False, timeout=90)
-            if stopped.returncode != 0:
-                subprocess.run(['runuser', '-u', 'postgres', '--', str(self.bin_dir / 'pg_ctl'), '-D',
-                                str(self.data), '-m', 'immediate', 'stop'], capture_output=True, check=False,
-                               timeout=90)
-            self.started = False
-        shutil.rmtree(self.base, ignore_errors=True)
-
-    @property
-    def env(self):
-        """The environment of the raw programs: libpq reads the login from it."""
-        env = dict(os.environ, PGHOST=self.host, PGPORT=str(self.port), PGUSER=self.user,
-                   PGPASSWORD=self.password)
-        env.pop('PGDATABASE', None)
-        return env
-
-    @property
-    def login(self):
-        """The login options of both modules."""
-        return {'login_host': self.host, 'login_port': self.port, 'login_user': self.user,
-                'login_password': self.password}
+        super().__init__('weblab-bench-pg-', settings=('fsync=off', 'autovacuum=off'))
 
     def psql(self, sql, database='postgres'):
         done = run([self.bin_dir / 'psql', '-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-d', database,
@@ -524,7 +451,7 @@ def versions(cluster):
         with open(manifests[0], encoding='utf-8') as handle:
             community = json.load(handle)['collection_info']['version']
     return 'PostgreSQL %s (%s), %s, community.postgresql %s' % (
-        cluster.version(), ', '.join(Cluster.SETTINGS), ansible.replace('[', '').replace(']', ''), community)
+        cluster.version(), ', '.join(cluster.settings), ansible.replace('[', '').replace(']', ''), community)
 
 
 # ---- main ------------------------------------------------------------------------------------
@@ -557,7 +484,11 @@ def main(argv=None):
     def progress(text):
         print('[%4.0f s] %s' % (time.monotonic() - began, text), file=sys.stderr, flush=True)
 
-    cluster = Cluster()
+    try:
+        cluster = Cluster()
+    except ClusterError as exc:
+        print('bench/backup: %s' % exc, file=sys.stderr)
+        return 3
     work = pathlib.Path(tempfile.mkdtemp(prefix='weblab-bench-dumps-', dir='/tmp'))
     try:
         progress('starting PostgreSQL on 127.0.0.1:%d' % cluster.port)
@@ -573,7 +504,7 @@ def main(argv=None):
         for dataset in datasets:
             bench_dataset(bench, dataset, args.rounds, progress)
         header = versions(cluster)
-    except BenchError as exc:
+    except (BenchError, ClusterError) as exc:
         print('bench/backup: %s' % exc, file=sys.stderr)
         return 3
     except KeyboardInterrupt:

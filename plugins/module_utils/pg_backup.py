@@ -364,8 +364,8 @@ def exit_module(module, pg, work, subject):
         module.warn(warning)
     diff = result.pop('diff')
     if module._diff:
-        result['diff'] = dict(diff, before_header='%s (before)' % subject(result),
-                              after_header='%s (after)' % subject(result))
+        title = subject(result)
+        result['diff'] = dict(diff, before_header='%s (before)' % title, after_header='%s (after)' % title)
     module.exit_json(**result)
 
 

@@ -1,74 +1,22 @@
 """A throwaway PostgreSQL cluster on 127.0.0.1 for the integration tests of the backup modules,
 and a way to run the modules as Ansible runs them (ansible-playbook, FQCN, -c local)."""
 
-import glob
 import json
 import os
 import pathlib
-import secrets
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 
 import pytest
+from throwaway_cluster import ClusterError, ThrowawayCluster
 
 COLLECTION = pathlib.Path(__file__).resolve().parents[2]
 ANSIBLE_PLAYBOOK = pathlib.Path(sys.executable).with_name("ansible-playbook")
-INSTALL_HINT = "run `scripts/apt-install.sh postgresql` (or `make integration`, which does it)"
 
 
-def postgresql_bin():
-    """The newest Debian PostgreSQL server binaries, or fail saying how to install them."""
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
-                   key=lambda path: int(path.split("/")[4]) if path.split("/")[4].isdigit() else 0)
-    if not found:
-        pytest.fail("PostgreSQL is not installed on this machine (no /usr/lib/postgresql/*/bin/initdb): "
-                    + INSTALL_HINT, pytrace=False)
-    try:
-        subprocess.run(["id", "postgres"], check=True, capture_output=True)
-    except subprocess.CalledProcessError:
-        pytest.fail("there is no postgres system user: " + INSTALL_HINT, pytrace=False)
-    return pathlib.Path(found[-1]).parent
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def as_postgres(*argv, check=True, timeout=120):
-    result = subprocess.run(["runuser", "-u", "postgres", "--", *map(str, argv)], capture_output=True,
-                            text=True, check=False, timeout=timeout)
-    if check and result.returncode != 0:
-        raise AssertionError("%s failed: %s%s" % (argv, result.stdout, result.stderr))
-    return result
-
-
-class Cluster:
-    """The running server: how to reach it, and a psql for the tests' own checks."""
-
-    def __init__(self, bin_dir, base, port, password):
-        self.bin_dir = bin_dir
-        self.base = base
-        self.data = base / "data"
-        self.port = port
-        self.host = "127.0.0.1"
-        self.user = "postgres"
-        self.password = password
-
-    @property
-    def env(self):
-        return dict(os.environ, PGHOST=self.host, PGPORT=str(self.port), PGUSER=self.user,
-                    PGPASSWORD=self.password)
-
-    @property
-    def login(self):
-        """The module options that reach this server."""
-        return {"login_host": self.host, "login_port": self.port, "login_user": self.user,
-                "login_password": self.password}
+class Cluster(ThrowawayCluster):
+    """The running server (fsync off: the tests judge results, not the disk), and a psql for the
+    tests' own checks."""
 
     def psql(self, sql, database="postgres", check=True):
         result = subprocess.run([str(self.bin_dir / "psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
@@ -98,31 +46,18 @@ class Cluster:
 
 @pytest.fixture(scope="session")
 def cluster():
-    bin_dir = postgresql_bin()
-    # Under /tmp, not pytest's 0700 root-owned directories: the server runs as postgres.
-    base = pathlib.Path(tempfile.mkdtemp(prefix="weblab-pg-", dir="/tmp"))
-    password = secrets.token_urlsafe(18)
-    port = free_port()
-    data = base / "data"
-    (base / "pwfile").write_text(password + "\n", encoding="utf-8")
-    shutil.chown(base, "postgres", "postgres")
-    shutil.chown(base / "pwfile", "postgres", "postgres")
-    os.chmod(base / "pwfile", 0o600)
-    as_postgres(bin_dir / "initdb", "-D", data, "-U", "postgres", "--pwfile", base / "pwfile",
-                "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C.UTF-8")
-    options = "-c listen_addresses=127.0.0.1 -c port=%d -c unix_socket_directories=%s -c fsync=off" % (port, base)
-    started = as_postgres(bin_dir / "pg_ctl", "-D", data, "-l", base / "server.log", "-o", options, "-w",
-                          "-t", "60", "start", check=False)
-    if started.returncode != 0:
-        log = (base / "server.log").read_text(encoding="utf-8", errors="replace") if (base / "server.log").exists() else ""
-        shutil.rmtree(base, ignore_errors=True)
-        pytest.fail("the test cluster did not start: %s%s\n%s" % (started.stdout, started.stderr, log))
-    server = Cluster(bin_dir, base, port, password)
     try:
+        server = Cluster("weblab-pg-", settings=["fsync=off"])
+    except ClusterError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        try:
+            server.start()
+        except ClusterError as exc:
+            pytest.fail(str(exc), pytrace=False)
         yield server
     finally:
-        as_postgres(bin_dir / "pg_ctl", "-D", data, "-m", "fast", "-w", "stop", check=False)
-        shutil.rmtree(base, ignore_errors=True)
+        server.stop()
 
 
 class Outcome:

@@ -55,9 +55,9 @@ def psql(host, sql):
     return superuser_sql(host, sql, "labsite")
 
 
-def run_step(host, playbook, *options, **extra_vars):
-    """steps/PLAYBOOK (or a path) against this host only; returns (rc, output)."""
-    return run_playbook(os.path.join(STEPS, playbook), *options, host=host, **extra_vars)
+def run_step(host, playbook, **extra_vars):
+    """steps/PLAYBOOK against this host only; returns (rc, output)."""
+    return run_playbook(os.path.join(STEPS, playbook), host=host, **extra_vars)
 
 
 # pytest-testinfra parametrizes per host; each host keeps its own story in this dict.
@@ -163,8 +163,8 @@ def test_rollback_to_a_with_its_dump_restored_drops_the_schema_of_c(host, tmp_pa
     # The operator's restore, as the runbook says, with this host in the databases group.
     groups = tmp_path / "groups.yml"
     groups.write_text(json.dumps({"databases": {"hosts": {host.backend.get_hostname(): {}}}}))
-    rc, output = run_step(host, os.path.join(PROJECT, "playbooks", "restore.yml"),
-                          "-i", str(groups), confirm_restore="yes", label=story["a"], database="labsite")
+    rc, output = run_playbook(os.path.join(PROJECT, "playbooks", "restore.yml"), "-i", str(groups), host=host,
+                              confirm_restore="yes", label=story["a"], database="labsite")
     assert rc == 0, output
     assert psql(host, "SELECT to_regclass('lab_release_c_marker') IS NULL") == "t"
     assert psql(host, "SELECT count(*) FROM django_migrations WHERE app = 'lab' AND name LIKE '0002%'") == "0"

@@ -231,7 +231,7 @@ shutil.copytree(os.path.join(directory, source), path)
 if kind == 'verified':
     with open(os.path.join(directory, source) + '.json') as handle:
         metadata = json.load(handle)
-    metadata.update(file=name, time=pg_backup.iso(when))
+    metadata.update(file=name, started=pg_backup.iso(when), finished=pg_backup.iso(when))
     pg_backup.write_atomic(path + '.json', json.dumps(metadata))
     pg_backup.write_checksum(path)
 print(name)
