@@ -3,7 +3,7 @@
 import pytest
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.weblab.stack.tests.unit.plugins.module_utils import test_pg_backup as fakes
+from ansible_collections.weblab.stack.tests.unit.plugins.module_utils import test_pg_backup_core as fakes
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from ansible_collections.weblab.stack.plugins.modules import postgresql_restore as module
-from ansible_collections.weblab.stack.tests.unit.plugins.module_utils import test_pg_backup as fakes
+from ansible_collections.weblab.stack.tests.unit.plugins.module_utils import test_pg_backup_core as fakes
 from ansible_collections.weblab.stack.tests.unit.plugins.module_runner import run_main
 
 
