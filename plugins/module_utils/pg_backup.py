@@ -866,6 +866,11 @@ def dump(pg, backup_dir, database, fmt='custom', jobs=1, compress=None, label=No
 
 # ---- restore ---------------------------------------------------------------------------------
 
+def describe_good(entry):
+    """What is true of a dump without a problem, in a list of the dumps found."""
+    return 'verified, label %s' % entry['label'] if entry['label'] else 'verified, no label'
+
+
 def pick_dump(backup_dir, database, dump_ref='latest', label=None):
     """(path, format, entry-or-None) of the dump to restore. `latest` is the newest verified dump
     of DATABASE (with LABEL, when given); a name is a file or directory in BACKUP_DIR."""
@@ -873,7 +878,8 @@ def pick_dump(backup_dir, database, dump_ref='latest', label=None):
         entries = scan(backup_dir, database)
         chosen = choose_latest(entries, label)
         if chosen is None:
-            others = ', '.join('%s (%s)' % (entry['name'], entry['problem']) for entry in entries) or 'none'
+            others = ', '.join('%s (%s)' % (entry['name'], entry['problem'] or describe_good(entry))
+                               for entry in entries) or 'none'
             raise BackupError('no verified dump of database %s%s in %s; dumps found: %s'
                               % (database, ' labelled %s' % label if label else '', backup_dir, others))
         return chosen['path'], chosen['format'], chosen

@@ -1,5 +1,7 @@
 """Bad weblab.stack.backups input fails before any work, with a message naming the variable."""
 
+import json
+
 import pytest
 
 GOOD = {"backups_databases": [{"name": "labdata"}]}
@@ -71,3 +73,48 @@ def test_good_input_passes_validation(run_role):
     assert result.returncode == 0, result.output
     assert "Validating arguments against arg spec" in result.stdout
     assert "Check the databases and their dump settings" in result.stdout
+
+
+def test_label_message_states_the_real_limit(run_role):
+    """The message gives the length the role and the dump modules accept (100), not another."""
+    run_role("backups", dict(GOOD, backups_label="r" * 101)).assert_refused("backups_label", "up to 100")
+
+
+def test_label_of_the_full_length_passes(run_role):
+    """100 characters, the limit the message states, are accepted."""
+    result = run_role("backups", dict(GOOD, backups_label="r" * 100), "--tags", "backups_validate")
+    assert result.returncode == 0, result.output
+
+
+def fake_dump(directory, name, verified=True):
+    """A dump file with its metadata and checksum, as postgresql_dump leaves them (the content
+    is never read: the restore refuses before it checks any checksum)."""
+    path = directory / name
+    path.write_bytes(b"PGDMP not really")
+    (directory / f"{name}.json").write_text(json.dumps({"file": name, "verified": verified}), encoding="utf-8")
+    (directory / f"{name}.sha256").write_text(f"{'0' * 64}  {name}\n", encoding="utf-8")
+
+
+def test_restore_lists_the_dumps_found_truthfully(run_role, tmp_path):
+    """With no dump of the label asked for, the refusal lists the dumps there are, each with what
+    is true of it: a verified dump says so and gives its label, never "(None)"."""
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    fake_dump(backups, "labdata-20250101T020000Z-nightly.dump")
+    fake_dump(backups, "labdata-20250102T020000Z.dump")
+    fake_dump(backups, "labdata-20250103T020000Z-nightly.dump", verified=False)
+    result = run_role("backups", {
+        "backups_databases": [{"name": "labdata"}],
+        "backups_dir": str(backups),
+        "backups_restore_confirm": True,
+        "backups_restore_label": "before-upgrade",
+        # No PostgreSQL and no postgres user here: the module refuses before either is needed.
+        "ansible_become": False,
+    }, entry_point="restore")
+    assert result.returncode != 0, result.output
+    message = next((msg for msg in result.messages if "dumps found" in msg), None)
+    assert message is not None, result.output
+    assert "(None)" not in message, message
+    assert "labdata-20250101T020000Z-nightly.dump (verified, label nightly)" in message, message
+    assert "labdata-20250102T020000Z.dump (verified, no label)" in message, message
+    assert "labdata-20250103T020000Z-nightly.dump (metadata does not say verified)" in message, message
