@@ -4,6 +4,8 @@ import glob
 import os
 import re
 
+from common_tls import TEST_CA_BUNDLE_LINK, TEST_CA_FILE, the_test_ca_pem, tls_probe, trust_store_state
+
 DEPLOY_USER = "labdeploy"
 DEPLOY_GROUP = "lab"
 CONTROLLER_CAS = sorted(glob.glob("/usr/local/share/ca-certificates/*.crt"))
@@ -55,3 +57,29 @@ def test_pip_installs_into_a_fresh_venv_as_the_deploy_user(host):
     out = host.run("runuser -u %s -- sh -c %s", DEPLOY_USER, script)
     assert out.rc == 0, out.stdout + out.stderr
     assert out.stdout.strip()
+
+
+def test_test_ca_is_installed_as_given(host):
+    installed = host.file(TEST_CA_FILE)
+    assert installed.exists, f"{TEST_CA_FILE} is missing\n" + trust_store_state(host)
+    assert installed.content_string.strip() == the_test_ca_pem(), trust_store_state(host)
+    assert (installed.user, installed.group, installed.mode) == ("root", "root", 0o644)
+
+
+def test_test_ca_is_linked_into_the_system_store(host):
+    link = host.file(TEST_CA_BUNDLE_LINK)
+    assert link.is_symlink, f"{TEST_CA_BUNDLE_LINK} is missing\n" + trust_store_state(host)
+    assert link.linked_to == TEST_CA_FILE, trust_store_state(host)
+
+
+def test_test_ca_is_in_the_system_bundle(host):
+    in_bundle = the_test_ca_pem() in host.file("/etc/ssl/certs/ca-certificates.crt").content_string
+    assert in_bundle, "the test CA is not in the bundle\n" + trust_store_state(host)
+
+
+def test_server_signed_by_the_test_ca_is_trusted(host):
+    """A TLS client with the system trust store verifies a loopback server whose certificate the
+    test CA signed (prepare.yml showed the same handshake failing before converge)."""
+    result = tls_probe(host)
+    assert result["verified"], f"{result}\n{trust_store_state(host)}"
+    assert result["reply"] == "hello from the test server\n", result
