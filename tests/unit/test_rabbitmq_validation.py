@@ -15,6 +15,9 @@ BAD_INPUT = [
     pytest.param({"rabbitmq_management_enabled": "perhaps"}, "rabbitmq_management_enabled", id="bool-not-a-bool"),
     pytest.param({"rabbitmq_nodename": "rabbit"}, "rabbitmq_nodename", id="nodename-without-host"),
     pytest.param({"rabbitmq_dist_listen_address": "::1"}, "rabbitmq_dist_listen_address", id="dist-address-not-ipv4"),
+    # rabbit@localhost resolves to 127.0.0.1 only: the CLI tools would not find the node.
+    pytest.param({"rabbitmq_dist_listen_address": "10.0.0.1"}, "rabbitmq_dist_listen_address",
+                 id="dist-address-not-where-the-node-name-resolves"),
     pytest.param({"rabbitmq_erlang_cookie": SECRET}, "rabbitmq_erlang_cookie", id="cookie-not-alphanumeric"),
     pytest.param({"rabbitmq_users": [{"name": "labapp", "password": SECRET, "permissions": [{"vhost": "nowhere"}]}]},
                  "rabbitmq_users", id="permission-on-unmanaged-vhost"),
