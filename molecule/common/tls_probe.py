@@ -15,7 +15,7 @@ import threading
 
 
 def serve(listener, context):
-    conn, _ = listener.accept()
+    conn = listener.accept()[0]
     try:
         with context.wrap_socket(conn, server_side=True) as tls:
             tls.sendall(b"hello from the test server\n")

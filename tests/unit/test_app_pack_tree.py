@@ -78,7 +78,7 @@ def test_refuses_a_symlink_planted_at_the_private_path(source, temp_dir, tmp_pat
     elsewhere = tmp_path / "attacker"
     elsewhere.mkdir(mode=0o700)
     (temp_dir / f"weblab-stack-releases-{os.getuid()}").symlink_to(elsewhere)
-    rc, _, err = run(source, temp_dir)
+    rc, _out, err = run(source, temp_dir)
     assert rc != 0
     assert "symbolic link" in err, err
     assert list(elsewhere.iterdir()) == []
@@ -89,7 +89,7 @@ def test_refuses_a_directory_others_can_use(source, temp_dir, mode):
     private = temp_dir / f"weblab-stack-releases-{os.getuid()}"
     private.mkdir()
     private.chmod(mode)
-    rc, _, err = run(source, temp_dir)
+    rc, _out, err = run(source, temp_dir)
     assert rc != 0
     assert f"{mode:04o}" in err, err
     assert list(private.iterdir()) == []
@@ -97,7 +97,7 @@ def test_refuses_a_directory_others_can_use(source, temp_dir, mode):
 
 def test_refuses_a_file_at_the_private_path(source, temp_dir):
     (temp_dir / f"weblab-stack-releases-{os.getuid()}").write_text("not a directory\n")
-    rc, _, err = run(source, temp_dir)
+    rc, _out, err = run(source, temp_dir)
     assert rc != 0
     assert "not a directory" in err, err
 
@@ -115,7 +115,7 @@ def test_refuses_a_directory_of_another_user(monkeypatch, source, temp_dir):
 
 def test_refuses_a_temp_dir_anyone_can_rename_in(source, temp_dir):
     temp_dir.chmod(0o777)
-    rc, _, err = run(source, temp_dir)
+    rc, _out, err = run(source, temp_dir)
     assert rc != 0
     assert "not sticky" in err, err
     assert list(temp_dir.iterdir()) == []
@@ -128,7 +128,7 @@ def test_refuses_a_link_in_place_of_the_archive(source, temp_dir, tmp_path):
     planted = tmp_path / "planted.tar.gz"
     planted.write_bytes(b"not the release")
     (private / f"{name}.tar.gz").symlink_to(planted)
-    rc, _, err = run(source, temp_dir)
+    rc, _out, err = run(source, temp_dir)
     assert rc != 0
     assert "not a regular file" in err, err
 

@@ -410,7 +410,7 @@ def test_release_c_migrated_after_a_dump_of_a(host, step_c):
 # ---- rollback from C with the dump of A restored ----------------------------------------------
 
 def test_rollback_from_c_names_the_dump_to_restore(host, step_rollback_from_c):
-    rollback, _ = step_rollback_from_c
+    rollback = step_rollback_from_c[0]
     rollback.assert_ok()
     assert live(host) == release_name()
     assert f"label={release_name()}" in rollback.output, rollback.output

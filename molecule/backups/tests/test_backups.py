@@ -32,7 +32,6 @@ DUMP_NAME = re.compile(r"^(?P<db>[A-Za-z0-9_-]+?)-(?P<time>\d{8}T\d{6}Z)(?:-(?P<
                        r"\.(?P<ext>dump|dir|sql)$")
 
 
-
 def require(host, condition, what):
     """Stop a test whose precondition does not hold on HOST, saying which and what makes it."""
     if not condition:
