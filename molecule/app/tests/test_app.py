@@ -209,13 +209,18 @@ def step_rollback_from_b(host, step_b):
     return Step(*run_step(host, "rollback.yml"))
 
 
+def deploy_over_a(host, what, variant, files):
+    """Deploy VARIANT (its FILES over the demo site) while A is live; the dumps of A before."""
+    a = release_name()
+    require_live(host, a, what, AFTER_CONVERGE + ", or test_rollback_returns_to_a")
+    before = {"dumps_of_a": dumps(host, a)}
+    return Step(*run_step(host, "variant.yml", variant=variant, variant_files=files), before)
+
+
 @pytest.fixture(scope="module")
 def step_broken(host):
     """Deploy a release whose migration fails, over A."""
-    a = release_name()
-    require_live(host, a, "The failing migration", AFTER_CONVERGE + ", or test_rollback_returns_to_a")
-    before = {"dumps_of_a": dumps(host, a)}
-    return Step(*run_step(host, "variant.yml", variant="broken", variant_files=broken_files()), before)
+    return deploy_over_a(host, "The failing migration", "broken", broken_files())
 
 
 @pytest.fixture(scope="module")
@@ -230,10 +235,7 @@ def step_redeploy_live(host):
 @pytest.fixture(scope="module")
 def step_c(host):
     """Deploy release C, whose migration adds a table, over A."""
-    a = release_name()
-    require_live(host, a, "Deploying C", AFTER_CONVERGE + ", or test_rollback_returns_to_a")
-    before = {"dumps_of_a": dumps(host, a)}
-    return Step(*run_step(host, "variant.yml", variant="c", variant_files=c_files()), before)
+    return deploy_over_a(host, "Deploying C", "c", c_files())
 
 
 @pytest.fixture(scope="module")
