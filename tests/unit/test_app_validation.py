@@ -22,6 +22,17 @@ BAD_INPUT = [
     pytest.param({"app_backup_before_migrate": True}, "app_backup_database", id="dump-without-database"),
     pytest.param({"app_backup_dir": "backups"}, "app_backup_dir", id="dump-dir-not-absolute"),
     pytest.param({"app_backup_port": "db"}, "app_backup_port", id="dump-port-not-a-number"),
+    pytest.param({"app_runtime_user": "weblab"}, "app_runtime_user", id="runtime-user-owns-the-code"),
+    pytest.param({"app_static_group": "weblab"}, "app_static_group", id="static-group-reads-settings"),
+    pytest.param({"app_runtime_writable_paths": ["/var/lib/x"]}, "app_runtime_writable_paths",
+                 id="writable-path-absolute"),
+    pytest.param({"app_venv_packages": {"gunicorn": "27"}}, "app_venv_packages", id="venv-packages-not-a-list"),
+    pytest.param({"app_health_socket": "run/app.sock"}, "app_health_socket", id="health-socket-relative"),
+    pytest.param({"app_health_protocol": "fastcgi"}, "app_health_protocol", id="health-unknown-protocol"),
+    pytest.param({"app_health_path": "health/"}, "app_health_path", id="health-path-relative"),
+    pytest.param({"app_health_timeout": 0}, "app_health_timeout", id="health-timeout-zero"),
+    pytest.param({"app_health_status": [200, 999]}, "app_health_status", id="health-status-not-http"),
+    pytest.param({"app_health_forwarded_proto": "ftp"}, "app_health_forwarded_proto", id="health-unknown-proto"),
 ]
 
 

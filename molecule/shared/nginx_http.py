@@ -46,16 +46,18 @@ class Answer(dict):
         return json.loads(self["body"])
 
 
-def journal(host):
-    return host.run("journalctl -u nginx -u weblab-backend --no-pager -n 30").stdout
+def journal(host, *units):
+    """The last lines of nginx's journal and the UNITS' (the app server behind it)."""
+    names = ["nginx", *units] if units else ["nginx", "weblab-backend"]
+    return host.run("journalctl --no-pager -n 30 " + " ".join("-u " + name for name in names)).stdout
 
 
 def request(host, path="/", host_header="weblab.test", tls=False, sni=None, cafile=None, method="GET",
-            headers=()):
+            headers=(), units=()):
     """METHOD PATH with HOST_HEADER to nginx on 127.0.0.1, over TLS (server name SNI, checked
     against CAFILE) when TLS."""
     spec = {"port": HTTPS_PORT if tls else HTTP_PORT, "tls": tls, "sni": sni or host_header, "cafile": cafile,
             "method": method, "path": path, "host": host_header, "headers": [list(h) for h in headers]}
     out = host.run("python3 -c %s %s", CLIENT, json.dumps(spec))
-    assert out.rc == 0, out.stderr + journal(host)
+    assert out.rc == 0, out.stderr + journal(host, *units)
     return Answer(json.loads(out.stdout))

@@ -1,0 +1,198 @@
+"""Deploys and rollbacks of the site under load: each runs playbooks/webservers.yml (or
+rollback.yml) against the host while bench/deploy/loadgen.py, inside the host, sends 50
+requests/s to /health/ through nginx and watches `current`. No request may fail, and the
+release `current` is switched to must answer within 1 s of the switch. A release whose code
+does not import never goes live; one that fails its health check is switched back.
+
+gunicorn (Debian 12) runs the steps twice, with preload_app off and on; uWSGI (Debian 13) once.
+Each step is a module-scoped fixture that checks its starting point and keeps what it saw."""
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+
+import pytest
+from weblab_testinfra import PROJECT, run_playbook
+
+from nginx_http import request
+
+DEPLOY = "/srv/weblab"
+SITE = os.path.join(PROJECT, "examples", "site")
+LOADGEN = os.path.join(PROJECT, "bench", "deploy", "loadgen.py")
+WEBSERVERS = os.path.join(PROJECT, "playbooks", "webservers.yml")
+ROLLBACK = os.path.join(PROJECT, "playbooks", "rollback.yml")
+WITHIN = 1.0
+LG = "/root/weblab-loadgen"
+
+
+def live(host):
+    return os.path.basename(host.file(DEPLOY + "/current").linked_to)
+
+
+def site_copy(changes):
+    """examples/site copied to a fresh directory, with CHANGES: {path: text} written, or
+    {path: (old, new)} replaced in the file."""
+    directory = tempfile.mkdtemp(prefix="weblab-webservers-")
+    target = os.path.join(directory, "site")
+    shutil.copytree(SITE, target, ignore=shutil.ignore_patterns("__pycache__", "*.sqlite3"))
+    for path, change in changes.items():
+        full = os.path.join(target, path)
+        if isinstance(change, tuple):
+            with open(full, encoding="utf-8") as stream:
+                text = stream.read()
+            assert change[0] in text, (path, change[0])
+            text = text.replace(*change)
+        else:
+            text = change
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+        with open(full, "w", encoding="utf-8") as stream:
+            stream.write(text)
+    return target
+
+
+def under_load(host, playbook, **extra_vars):
+    """Run PLAYBOOK against HOST while the load generator runs inside it; (rc, output, report)."""
+    name = host.backend.get_hostname()
+    subprocess.run(["docker", "cp", LOADGEN, "%s:%s.py" % (name, LG)], check=True)
+    host.run("rm -f %s.ready %s.stop %s.json", LG, LG, LG)
+    started = host.run(
+        "setsid nohup python3 %s.py --url http://127.0.0.1/health/ --host weblab.test --rate 50 "
+        "--duration 900 --watch-link %s/current --ready-file %s.ready --stop-file %s.stop "
+        "--output %s.json > %s.log 2>&1 < /dev/null &", LG, DEPLOY, LG, LG, LG, LG)
+    assert started.rc == 0, started.stderr
+    for _ in range(100):
+        if host.file(LG + ".ready").exists:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("the load generator did not start: " + host.file(LG + ".log").content_string)
+    time.sleep(1)  # a steady state to compare with
+    rc, output = run_playbook(playbook, host=host, **extra_vars)
+    time.sleep(2)  # the answers after the switch
+    host.run("touch %s.stop", LG)
+    for _ in range(300):
+        if host.file(LG + ".json").exists:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("no load report: " + host.file(LG + ".log").content_string)
+    report = json.loads(host.file(LG + ".json").content_string)
+    report.pop("records", None)
+    return rc, output, report
+
+
+def preloads(host):
+    return [False, True] if host.backend.get_hostname().endswith("debian12") else [False]
+
+
+@pytest.fixture(scope="module")
+def deploys(host):
+    """For each preload setting of this host: a new release, a release with a changed venv, a
+    rollback; each {step: (rc, output, report, live before, live after)}."""
+    seen = {}
+    for preload in preloads(host):
+        tag = "preload" if preload else "plain"
+        new_code = site_copy({"lab/static/lab/%s.txt" % tag: "release %s\n" % tag})
+        new_venv = site_copy({"lab/static/lab/%s.txt" % tag: "release %s\n" % tag,
+                              "requirements.txt": ("pymemcache==4.0.0\n", "pymemcache==4.0.0\nidna==3.10\n")})
+        for step, playbook, extra in (
+                ("new code", WEBSERVERS, {"app_source_path": new_code}),
+                ("new venv", WEBSERVERS, {"app_source_path": new_venv}),
+                ("rollback", ROLLBACK, {"app_source_path": new_venv})):
+            before = live(host)
+            rc, output, report = under_load(host, playbook, weblab_test_preload=preload, **extra)
+            seen[(tag, step)] = (rc, output, report, before, live(host))
+    return seen
+
+
+def steps(host):
+    return [(tag, step) for tag in (["plain", "preload"] if len(preloads(host)) == 2 else ["plain"])
+            for step in ("new code", "new venv", "rollback")]
+
+
+def test_each_step_succeeds_and_switches(host, deploys):
+    for key in steps(host):
+        rc, output, _report, before, after = deploys[key]
+        assert rc == 0, (key, output[-3000:])
+        assert after != before, key
+
+
+def test_no_request_fails(host, deploys):
+    for key in steps(host):
+        report = deploys[key][2]
+        assert report["totals"]["sent"] > 50, (key, report["totals"])
+        assert report["totals"]["failed"] == 0, (key, report["totals"])
+
+
+def test_new_release_answers_within_a_second_of_the_switch(host, deploys):
+    for key in steps(host):
+        _rc, _output, report, _before, after = deploys[key]
+        switches = [s for s in report["switches"] if s["to_release"] == after]
+        assert switches, (key, report["changes"])
+        assert switches[-1]["served_new"], (key, switches[-1])
+        assert switches[-1]["first_new_after"] <= WITHIN, (key, switches[-1])
+
+
+def test_old_release_stops_answering(host, deploys):
+    for key in steps(host):
+        report = deploys[key][2]
+        last = report["switches"][-1]
+        assert last["last_old_after"] is None or last["last_old_after"] < 10, (key, last)
+
+
+def test_venv_step_made_a_new_venv(host, deploys):
+    rc, _output, _report, before, after = deploys[("plain", "new venv")]
+    assert rc == 0
+    old = host.file("%s/releases/%s/.venv" % (DEPLOY, before)).linked_to
+    new = host.file("%s/releases/%s/.venv" % (DEPLOY, after)).linked_to
+    assert old != new
+    assert host.run("%s/releases/%s/.venv/bin/python -c 'import idna'", DEPLOY, after).rc == 0
+
+
+@pytest.fixture(scope="module")
+def import_error(host, deploys):
+    broken = site_copy({"lab/views.py": ("from django.conf import settings\n",
+                                         "from django.conf import settings\nimport weblab_no_such_module\n")})
+    before = live(host)
+    rc, output, report = under_load(host, WEBSERVERS, app_source_path=broken)
+    return rc, output, report, before, live(host)
+
+
+def test_import_error_fails_the_deploy_naming_it(import_error):
+    rc, output, _report, _before, _after = import_error
+    assert rc != 0
+    assert "weblab_no_such_module" in output
+
+
+def test_import_error_never_goes_live(import_error):
+    _rc, _output, report, before, after = import_error
+    assert after == before
+    assert report["changes"] == [], report["changes"]
+    assert report["totals"]["failed"] == 0, report["totals"]
+
+
+@pytest.fixture(scope="module")
+def failing_health(host, import_error):
+    sick = site_copy({"lab/views.py": ("return JsonResponse(body, status=status)",
+                                       "return JsonResponse(body, status=500)")})
+    before = live(host)
+    rc, output = run_playbook(WEBSERVERS, host=host, app_source_path=sick)
+    return rc, output, before, live(host)
+
+
+def test_failing_health_fails_the_deploy_and_marks_it_failed(failing_health):
+    rc, output, _before, _after = failing_health
+    assert rc != 0
+    text = " ".join(output.replace("\\", "").split())
+    assert "failed its health check" in text, output[-3000:]
+    assert "It is marked failed" in text, output[-3000:]
+
+
+def test_failing_health_is_switched_back(host, failing_health):
+    _rc, _output, before, after = failing_health
+    assert after == before
+    answer = request(host, "/health/", host_header="weblab.test")
+    assert answer.json()["release"] == before
