@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 # Copyright: weblab.stack contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """ExecReload of weblab.stack.uwsgi's units: load the release `current` points at, or keep the
