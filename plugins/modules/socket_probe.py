@@ -390,9 +390,9 @@ def request_once(params, deadline):
 def judge(params, status, body):
     """Why an answer does not pass, or None when it passes."""
     if status not in params['status']:
-        return 'status %d is not one of %s' % (status, ', '.join(str(code) for code in params['status']))
+        return 'not an accepted status (%s)' % ', '.join(str(code) for code in params['status'])
     if params['contains'] and params['contains'] not in body:
-        return 'the body does not contain %r' % params['contains']
+        return 'its body does not contain %r' % params['contains']
     return None
 
 
