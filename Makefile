@@ -57,10 +57,13 @@ integration: venv collection
 	cd $(COLLECTION) && pytest tests/integration
 
 # Dump and restore times of the backup modules beside pg_dump/pg_restore and community.postgresql
-# (bench/backup/README.md). Not part of `make test`.
-bench: venv collection
+# (bench/backup/README.md); deploys and rollbacks under load with gunicorn and uWSGI beside a
+# plain systemctl restart (bench/deploy/README.md). Both run; fails when either failed a
+# target. Not part of `make test`.
+bench: venv collection images
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || scripts/apt-install.sh postgresql
-	cd $(COLLECTION) && python bench/backup/run.py
+	cd $(COLLECTION) && { python bench/backup/run.py; backup=$$?; python bench/deploy/run.py; deploy=$$?; \
+		test $$backup -eq 0 && test $$deploy -eq 0; }
 
 sanity: venv collection
 	@scripts/sanity.sh $(COLLECTION)

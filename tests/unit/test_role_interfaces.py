@@ -38,16 +38,11 @@ def test_defaults_and_main_spec_name_the_same_variables(role):
     )
 
 
-# The wiring role holds the values several roles share, under the collection's own prefix.
-PREFIXES = {"wiring": "weblab_"}
-
-
 @pytest.mark.parametrize("role", ROLES)
 def test_variables_carry_the_role_prefix(role):
     defaults = load(role, "defaults", "main.yml")
-    prefix = PREFIXES.get(role, f"{role}_")
-    wrong = [name for name in defaults if not name.startswith(prefix)]
-    assert not wrong, f"{role}: variables without the '{prefix}' prefix: {wrong}"
+    wrong = [name for name in defaults if not name.startswith(f"{role}_")]
+    assert not wrong, f"{role}: variables without the '{role}_' prefix: {wrong}"
 
 
 @pytest.mark.parametrize("role", ROLES)

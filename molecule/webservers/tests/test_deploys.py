@@ -1,7 +1,8 @@
 """Deploys and rollbacks of the site under load: each runs playbooks/webservers.yml (or
-rollback.yml) against the host while bench/deploy/loadgen.py, inside the host, sends 50
-requests/s to /health/ through nginx and watches `current`. No request may fail, and the
-release `current` is switched to must answer within 1 s of the switch. A release whose code
+rollback.yml) with --tags webservers, as an operator deploys, against the host while
+bench/deploy/loadgen.py, inside the host, sends 50 requests/s to /health/ through nginx and
+watches `current`. No request may fail, and the release `current` is switched to must answer
+within 1 s of the switch. A release whose code
 does not import never goes live; one that fails its health check is switched back.
 
 gunicorn (Debian 12) runs the steps twice, with preload_app off and on; uWSGI (Debian 13) once.
@@ -63,17 +64,17 @@ def under_load(host, playbook, **extra_vars):
         "--duration 900 --watch-link %s/current --ready-file %s.ready --stop-file %s.stop "
         "--output %s.json > %s.log 2>&1 < /dev/null &", LG, DEPLOY, LG, LG, LG, LG)
     assert started.rc == 0, started.stderr
-    for _ in range(100):
+    for _attempt in range(100):
         if host.file(LG + ".ready").exists:
             break
         time.sleep(0.1)
     else:
         pytest.fail("the load generator did not start: " + host.file(LG + ".log").content_string)
     time.sleep(1)  # a steady state to compare with
-    rc, output = run_playbook(playbook, host=host, **extra_vars)
+    rc, output = run_playbook(playbook, "--tags", "webservers", host=host, **extra_vars)
     time.sleep(2)  # the answers after the switch
     host.run("touch %s.stop", LG)
-    for _ in range(300):
+    for _attempt in range(300):
         if host.file(LG + ".json").exists:
             break
         time.sleep(0.1)
@@ -179,7 +180,7 @@ def failing_health(host, import_error):
     sick = site_copy({"lab/views.py": ("return JsonResponse(body, status=status)",
                                        "return JsonResponse(body, status=500)")})
     before = live(host)
-    rc, output = run_playbook(WEBSERVERS, host=host, app_source_path=sick)
+    rc, output = run_playbook(WEBSERVERS, "--tags", "webservers", host=host, app_source_path=sick)
     return rc, output, before, live(host)
 
 

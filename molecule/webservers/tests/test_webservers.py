@@ -3,7 +3,6 @@ nginx with rows from PostgreSQL and a fragment cached in memcached, static files
 unknown hosts refused, the maintenance switch, log rotation, the users the files and processes
 belong to, hardened units, and no secret in a -vvv run."""
 
-import json
 import os
 import re
 import uuid

@@ -81,7 +81,7 @@ def main():
         return 1
 
     before = workers(args.stats)
-    old_pids = {pid for pid, _ in before.values()}
+    old_pids = {pid for pid, _started in before.values()}
     with open(args.fifo, "wb", buffering=0) as fifo:
         fifo.write(b"c")
     print("uwsgi-reload: chain reload of %d workers to %s" % (len(before), target))

@@ -1,4 +1,4 @@
-"""Bad weblab.stack.wiring values fail before any host changes, with a message naming the
+"""Bad weblab.stack.weblab values fail before any host changes, with a message naming the
 variable and never showing a secret."""
 
 import pytest
@@ -26,15 +26,15 @@ BAD_INPUT = [
 
 @pytest.mark.parametrize(("variables", "named"), BAD_INPUT)
 def test_bad_input_fails_before_any_work(run_role, variables, named):
-    run_role("wiring", dict(GOOD, **variables)).assert_refused(named)
+    run_role("weblab", dict(GOOD, **variables)).assert_refused(named)
 
 
 def test_secrets_stay_out_of_the_output(run_role):
-    result = run_role("wiring", dict(GOOD, weblab_db_password="", weblab_secret_key=SECRET_KEY), "-vvv")
+    result = run_role("weblab", dict(GOOD, weblab_db_password="", weblab_secret_key=SECRET_KEY), "-vvv")
     assert result.returncode != 0, result.output
     assert SECRET_KEY not in result.output
 
 
 def test_good_input_passes(run_role):
-    result = run_role("wiring", GOOD)
+    result = run_role("weblab", GOOD)
     assert result.returncode == 0, result.output
