@@ -6,19 +6,25 @@ Installed by the role beside the scripts start and reload (/usr/local/libexec/we
 each app's configuration file (/etc/weblab/gunicorn/APP.conf.py) imports it, calls configure()
 and hands its hooks to gunicorn. How a reload goes (ExecReload= runs the reload script):
 
-1. reload sends USR2 to the master systemd knows (MAINPID). gunicorn forks and re-executes the
-   start command; on_starting() made that the role's start script, which resolves `current`
-   again, so the new master runs the new release with its own venv. pre_exec() writes the new
-   master's PID to RUN_DIR/reexec.pid for the reload script.
-2. Each worker of the new master runs post_worker_init() once it has loaded the app. The last
-   one to be ready tells systemd MAINPID=<new master> first, then sends TERM to the old master,
-   which lets its workers finish their requests and exits. The listening socket never closes.
+1. reload sends USR2 to the master systemd knows (MAINPID). gunicorn forks; pre_exec() writes
+   the child's PID to RUN_DIR/reexec.pid and moves the listening sockets to file descriptors
+   3, ... where LISTEN_FDS says they are; the child re-executes the start script (on_starting()
+   made it the command to re-execute), which resolves `current` again, so the new master runs
+   the new release with its own venv and reads the configuration and the env file afresh.
+2. Each worker of the new master runs post_worker_init() once it has loaded the app: it sends
+   the app a warm-up request (a 500 fails the worker's boot), then counts itself ready. The
+   last one tells systemd MAINPID=<new master> first, then sends TERM to the old master, which
+   lets its workers finish their requests and exits. The listening socket never closes.
 3. A new master that cannot load the app exits (gunicorn halts when a worker fails to boot), or
    is stopped by the reload script after its timeout: the old master was never told to stop.
 
-The same barrier reports READY=1 on a first start once every worker has loaded the app (the
-start script hides NOTIFY_SOCKET from gunicorn, which would report it before any worker
-booted), so `systemctl start` fails when the app does.
+The same barrier reports READY=1 on a first start once every worker is ready (the start script
+hides NOTIFY_SOCKET from gunicorn, which would report it before any worker booted), so
+`systemctl start` fails when the app does.
+
+on_starting() and pre_exec() work around two faults of gunicorn 27's re-exec under systemd
+(gunicorn#3281, gunicorn PR #3285) through gunicorn's Arbiter attributes START_CTX, LISTENERS
+and systemd: check them before changing the pinned gunicorn version.
 """
 
 import fcntl
