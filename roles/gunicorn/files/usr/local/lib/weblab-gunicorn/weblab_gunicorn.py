@@ -12,7 +12,8 @@ and hands its hooks to gunicorn. How a reload goes (ExecReload= runs the reload 
    made it the command to re-execute), which resolves `current` again, so the new master runs
    the new release with its own venv and reads the configuration and the env file afresh.
 2. Each worker of the new master runs post_worker_init() once it has loaded the app: it sends
-   the app a warm-up request (a 500 fails the worker's boot), then counts itself ready. The
+   the app a warm-up request (a 500 or an exception fails the worker's boot), then counts
+   itself ready. The
    last one tells systemd MAINPID=<new master> first, then sends TERM to the old master, which
    lets its workers finish their requests and exits. The listening socket never closes.
 3. A new master that cannot load the app exits (gunicorn halts when a worker fails to boot), or
@@ -165,14 +166,16 @@ def post_worker_init(worker):
     master was started by a reload and the old master is still its parent, MAINPID= first and
     then TERM to the old master.
     """
-    if _SETTINGS["warmup_path"]:
-        _warm_up(worker)
     master = worker.ppid
     run_dir = _SETTINGS["run_dir"]
     done = os.path.join(run_dir, "done-%d" % master)
     if os.path.isdir(done):
-        # This master reported already (a worker replaced after max_requests, say).
+        # This master reported already: a worker replaced later (max_requests, a timeout) has
+        # no warm-up, whose failure would stop the whole master (gunicorn halts on a worker that
+        # fails to boot).
         return
+    if _SETTINGS["warmup_path"]:
+        _warm_up(worker)
     ready = os.path.join(run_dir, "ready-%d" % master)
     os.makedirs(ready, exist_ok=True)
     with open(os.path.join(ready, str(os.getpid())), "w", encoding="utf-8"):
@@ -200,12 +203,14 @@ def post_worker_init(worker):
 
 
 def _warm_up(worker):
-    """Send the app one request in this worker; raise unless it answers below 500.
+    """Send the app one request in this worker; raise when it fails with 500 or an exception.
 
     Loading the WSGI application does not import everything a request needs: Django imports
     the URLconf and the views on the first request, so a release with a broken view would load
     and then answer 500 to every request. Raising here fails the worker's boot, which stops a
-    new master before it takes over (and fails a first start).
+    new master before it takes over (and fails a first start). Any other answer passes: a 503
+    from a health view whose database is down still shows that the code runs, and whether the
+    release is healthy is the deploy's health check to decide.
     """
     path = _SETTINGS["warmup_path"]
     host = _SETTINGS["warmup_host"]
@@ -242,9 +247,9 @@ def _warm_up(worker):
         if hasattr(body, "close"):
             body.close()
     status = answer.get("status", "no answer")
-    if not status[:3].isdigit() or int(status[:3]) >= 500:
-        raise RuntimeError("warm-up request GET %s (Host: %s) answered %s, not below 500: this release does "
-                           "not serve (see the errors above)" % (path, host, status))
+    if not status[:3].isdigit() or int(status[:3]) == 500:
+        raise RuntimeError("warm-up request GET %s (Host: %s) answered %s: this release does not serve "
+                           "(see the errors above)" % (path, host, status))
     worker.log.info("Warm-up request GET %s answered %s", path, status)
 
 
