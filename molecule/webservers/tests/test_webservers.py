@@ -115,7 +115,9 @@ def test_maintenance_flag_gives_503_and_static_stays(host, maintenance):
 def test_logrotate_accepts_the_configuration(host):
     out = host.run("logrotate -d /etc/logrotate.conf")
     assert out.rc == 0, out.stderr
-    assert "error" not in out.stderr.lower(), out.stderr
+    errors = [line for line in out.stderr.splitlines() if line.lower().startswith("error")]
+    assert not errors, out.stderr
+    assert "/var/log/nginx/weblab.access.log" in out.stderr
 
 
 def test_nginx_serves_on_after_a_broken_configuration(host):
@@ -168,6 +170,8 @@ def test_unit_exposure_is_at_most_3(host):
 
 
 def test_no_secret_in_a_vvv_run(host):
+    if not host.backend.get_hostname().endswith("debian12"):
+        pytest.skip("the same secrets take the same paths on both hosts: one -vvv run proves it")
     rc, output = run_playbook(CONVERGE, "-vvv", host=host)
     assert rc == 0, output[-3000:]
     for secret in SECRETS:
