@@ -49,7 +49,7 @@ ansible-lint: venv collection
 	ansible-lint --offline
 
 unit: venv collection
-	cd $(COLLECTION) && pytest tests/unit
+	cd $(COLLECTION) && pytest -n auto tests/unit
 
 # Against real servers on this machine (a throwaway PostgreSQL cluster on loopback).
 integration: venv collection

@@ -4,6 +4,8 @@ import pytest
 
 GOOD = {"app_source": "git", "app_git_repo": "https://example.invalid/lab.git"}
 
+# Each BAD_INPUT case is GOOD with its changes (tests/unit/conftest.py: refusals).
+BAD_INPUT_BASE = GOOD
 BAD_INPUT = [
     pytest.param({"app_source": "svn"}, "app_source", id="unknown-source"),
     pytest.param({"app_git_repo": ""}, "app_git_repo", id="git-without-repository"),
@@ -37,8 +39,8 @@ BAD_INPUT = [
 
 
 @pytest.mark.parametrize(("variables", "named"), BAD_INPUT)
-def test_bad_input_fails_before_any_work(run_role, variables, named):
-    run_role("app", dict(GOOD, **variables)).assert_refused(named)
+def test_bad_input_fails_before_any_work(refusals, variables, named):
+    refusals.of(variables).assert_refused(named)
 
 
 def test_environment_values_stay_out_of_the_error(run_role):

@@ -6,6 +6,8 @@ import pytest
 
 GOOD = {"backups_databases": [{"name": "labdata"}]}
 
+# Each BAD_INPUT case is GOOD with its changes (tests/unit/conftest.py: refusals).
+BAD_INPUT_BASE = GOOD
 BAD_INPUT = [
     pytest.param({"backups_databases": "labdata"}, "backups_databases", id="databases-given-a-string"),
     pytest.param({"backups_databases": [{"state": "present"}]}, "backups_databases", id="database-without-name"),
@@ -49,8 +51,8 @@ BAD_INPUT = [
 
 
 @pytest.mark.parametrize(("variables", "named"), BAD_INPUT)
-def test_bad_input_fails_before_any_work(run_role, variables, named):
-    run_role("backups", dict(GOOD, **variables)).assert_refused(named)
+def test_bad_input_fails_before_any_work(refusals, variables, named):
+    refusals.of(variables).assert_refused(named)
 
 
 def test_good_input_passes_validation(run_role):

@@ -19,8 +19,8 @@ BAD_INPUT = [
 
 
 @pytest.mark.parametrize(("variables", "named"), BAD_INPUT)
-def test_bad_input_fails_before_any_work(run_role, variables, named):
-    run_role("common", variables).assert_refused(named)
+def test_bad_input_fails_before_any_work(refusals, variables, named):
+    refusals.of(variables).assert_refused(named)
 
 
 def test_good_input_passes_validation(run_role):

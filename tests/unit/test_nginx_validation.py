@@ -50,8 +50,8 @@ BAD_INPUT = [
 
 
 @pytest.mark.parametrize(("variables", "named", "says"), BAD_INPUT)
-def test_bad_input_fails_before_any_work(run_role, variables, named, says):
-    run_role("nginx", variables).assert_refused(named, says)
+def test_bad_input_fails_before_any_work(refusals, variables, named, says):
+    refusals.of(variables).assert_refused(named, says)
 
 
 @pytest.mark.parametrize("changes", [

@@ -54,8 +54,8 @@ BAD_INPUT = [
 
 
 @pytest.mark.parametrize(("variables", "named"), BAD_INPUT)
-def test_bad_input_fails_before_any_work(run_role, variables, named):
-    run_role("postgresql", variables).assert_refused(named)
+def test_bad_input_fails_before_any_work(refusals, variables, named):
+    refusals.of(variables).assert_refused(named)
 
 
 @pytest.mark.parametrize("variables", [

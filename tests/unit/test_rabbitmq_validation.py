@@ -25,8 +25,8 @@ BAD_INPUT = [
 
 
 @pytest.mark.parametrize(("variables", "named"), BAD_INPUT)
-def test_bad_input_fails_before_any_work(run_role, variables, named):
-    result = run_role("rabbitmq", variables)
+def test_bad_input_fails_before_any_work(refusals, variables, named):
+    result = refusals.of(variables)
     result.assert_refused(named)
     assert SECRET not in result.output
 

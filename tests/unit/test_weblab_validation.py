@@ -6,6 +6,8 @@ import pytest
 SECRET_KEY = "unit-test-secret-key-" + "x" * 40
 GOOD = {"weblab_secret_key": SECRET_KEY, "weblab_db_password": "unit-test-db-password"}
 
+# Each BAD_INPUT case is GOOD with its changes (tests/unit/conftest.py: refusals).
+BAD_INPUT_BASE = GOOD
 BAD_INPUT = [
     pytest.param({"weblab_app_server": "mod_wsgi"}, "weblab_app_server", id="unknown-app-server"),
     pytest.param({"weblab_app_name": "Web Lab"}, "weblab_app_name", id="app-name-with-space"),
@@ -25,8 +27,8 @@ BAD_INPUT = [
 
 
 @pytest.mark.parametrize(("variables", "named"), BAD_INPUT)
-def test_bad_input_fails_before_any_work(run_role, variables, named):
-    run_role("weblab", dict(GOOD, **variables)).assert_refused(named)
+def test_bad_input_fails_before_any_work(refusals, variables, named):
+    refusals.of(variables).assert_refused(named)
 
 
 def test_secrets_stay_out_of_the_output(run_role):

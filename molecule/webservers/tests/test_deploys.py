@@ -2,10 +2,11 @@
 rollback.yml) with --tags webservers, as an operator deploys, against the host while
 bench/deploy/loadgen.py, inside the host, sends 50 requests/s to /health/ through nginx and
 watches `current`. No request may fail, and the release `current` is switched to must answer
-within RELOADED seconds of the switch (the issue's goal is 1 s; these machines took 4-13 s, most
-of it the handlers and the app server's start: the figures are reported as warnings, and
-bench/deploy measures them against a plain restart). A release whose code does not import never goes live;
-one that fails its health check is switched back.
+within NEW_WITHIN (1 s) of the switch: the app server loaded it before the switch (the app
+role's app_stage_command) and serves it the moment `current` points at it. The old release's
+last answer comes within RELOADED seconds. A release whose code does not import never goes
+live; one that fails its health check is switched back (or, on gunicorn, whose warm-up request
+is the health path, never switched to).
 
 gunicorn (Debian 12) runs the steps with preload_app off, then a release with a new venv with
 preload_app on; uWSGI (Debian 13) runs them once. Each step is a module-scoped fixture that
@@ -29,9 +30,10 @@ SITE = os.path.join(PROJECT, "examples", "site")
 LOADGEN = os.path.join(PROJECT, "bench", "deploy", "loadgen.py")
 WEBSERVERS = os.path.join(PROJECT, "playbooks", "webservers.yml")
 ROLLBACK = os.path.join(PROJECT, "playbooks", "rollback.yml")
-# Seconds from the switch of `current` to the first answer of the new release and to the last
-# of the old one: the app role's health check gives a release this long (app_health_timeout),
-# so a reload slower than that, or one that keeps serving the old release, fails here too.
+# Seconds from the switch of `current` to the first answer of the new release (the issue's
+# goal), and to the last answer of the old one: the app role's health check gives a release
+# this long (app_health_timeout), so a reload that keeps serving the old release fails here.
+NEW_WITHIN = 1.0
 RELOADED = 30.0
 LG = "/root/weblab-loadgen"
 
@@ -91,8 +93,12 @@ def under_load(host, playbook, **extra_vars):
     return rc, output, report
 
 
+def server(host):
+    return "gunicorn" if host.backend.get_hostname().endswith("debian12") else "uwsgi"
+
+
 def preloads(host):
-    return [False, True] if host.backend.get_hostname().endswith("debian12") else [False]
+    return [False, True] if server(host) == "gunicorn" else [False]
 
 
 def venv_of(host, release):
@@ -154,7 +160,7 @@ def test_new_release_answers_soon_after_the_switch(host, deploys):
         seen[key] = switches[-1]["first_new_after"]
     warnings.warn("%s: seconds from the switch to the new release's first answer: %s"
                   % (host.backend.get_hostname(), seen))
-    assert max(seen.values()) <= RELOADED, seen
+    assert max(seen.values()) <= NEW_WITHIN, seen
 
 
 def test_old_release_stops_answering(host, deploys):
@@ -205,12 +211,19 @@ def failing_health(host, import_error):
     return rc, output, before, live(host)
 
 
-def test_failing_health_fails_the_deploy_and_marks_it_failed(failing_health):
+def test_failing_health_fails_the_deploy_and_marks_it_failed(host, failing_health):
+    """gunicorn's staged workers send the health path a warm-up request, so the release fails
+    before the switch; uWSGI's stage only loads it, so the health check after the switch fails
+    it and switches back."""
     rc, output, _before, _after = failing_health
     assert rc != 0
     text = " ".join(output.replace("\\", "").split())
-    assert "failed its health check" in text, output[-3000:]
-    assert "It is marked failed" in text, output[-3000:]
+    if server(host) == "gunicorn":
+        assert "is marked failed and `current` was not switched" in text, output[-3000:]
+        assert "answered 500" in text, output[-3000:]
+    else:
+        assert "failed its health check" in text, output[-3000:]
+        assert "It is marked failed" in text, output[-3000:]
 
 
 def test_failing_health_is_switched_back(host, failing_health):

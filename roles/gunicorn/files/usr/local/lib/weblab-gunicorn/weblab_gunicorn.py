@@ -19,6 +19,14 @@ and hands its hooks to gunicorn. How a reload goes (ExecReload= runs the reload 
 3. A new master that cannot load the app exits (gunicorn halts when a worker fails to boot), or
    is stopped by the reload script after its timeout: the old master was never told to stop.
 
+A deploy stages the new release before it switches `current` (the stage script, run by the app
+role as app_stage_command): the same USR2, but the start script starts the staged release and
+the new workers, once loaded and warmed up, report the master staged (RUN_DIR/staged-PID) and
+hold, keeping their heartbeat, until `current` points at their release. Then they serve at
+once and take over as above: the new release answers within milliseconds of the switch. A
+release that is not switched to within the hold timeout fails the workers' boot and the new
+master exits; the old one serves on.
+
 The same barrier reports READY=1 on a first start once every worker is ready (the start script
 hides NOTIFY_SOCKET from gunicorn, which would report it before any worker booted), so
 `systemctl start` fails when the app does.
@@ -35,6 +43,7 @@ import re
 import signal
 import socket
 import sys
+import time
 
 # The first file descriptor of the sockets systemd passes (sd_listen_fds(3)).
 SD_LISTEN_FDS_START = 3
@@ -42,13 +51,17 @@ SD_LISTEN_FDS_START = 3
 _SETTINGS = {}
 
 
-def configure(start_command, run_dir, warmup_path="", warmup_host="localhost"):
-    """Remember the command that starts a master (argv), the service's runtime directory, and
-    the request each new worker sends its app before it counts as ready ("" for none)."""
+def configure(start_command, run_dir, warmup_path="", warmup_host="localhost", deploy_path="",
+              hold_timeout=60):
+    """Remember the command that starts a master (argv), the service's runtime directory, the
+    request each new worker sends its app before it counts as ready ("" for none), the deploy
+    path whose `current` a staged master waits for, and how long it waits (seconds)."""
     _SETTINGS["start_command"] = list(start_command)
     _SETTINGS["run_dir"] = run_dir
     _SETTINGS["warmup_path"] = warmup_path
     _SETTINGS["warmup_host"] = warmup_host
+    _SETTINGS["deploy_path"] = deploy_path
+    _SETTINGS["hold_timeout"] = hold_timeout
 
 
 def read_env_file(path):
@@ -180,6 +193,11 @@ def post_worker_init(worker):
     os.makedirs(ready, exist_ok=True)
     with open(os.path.join(ready, str(os.getpid())), "w", encoding="utf-8"):
         pass
+    staged = os.environ.get("WEBLAB_STAGED_RELEASE", "")
+    if staged:
+        if len(os.listdir(ready)) >= worker.cfg.workers:
+            _mark(os.path.join(run_dir, "staged-%d" % master), staged)
+        _hold(worker, staged)
     if len(os.listdir(ready)) < worker.cfg.workers:
         return
     try:
@@ -200,6 +218,29 @@ def post_worker_init(worker):
     else:
         _notify("READY=1\n%s" % status)
         worker.log.info("Ready: all %d workers of master %d loaded the app", worker.cfg.workers, master)
+
+
+def _mark(path, text):
+    """Write PATH atomically (the stage script reads it)."""
+    temporary = "%s.%d" % (path, os.getpid())
+    with open(temporary, "w", encoding="utf-8") as handle:
+        handle.write(text + "\n")
+    os.replace(temporary, path)
+
+
+def _hold(worker, release):
+    """A staged worker: wait, alive to the master (heartbeat), until `current` points at RELEASE;
+    raise when it does not within the hold timeout (the worker fails to boot, the new master
+    exits, the old one serves on)."""
+    current = os.path.join(_SETTINGS["deploy_path"], "current")
+    deadline = time.monotonic() + _SETTINGS["hold_timeout"]
+    worker.log.info("Staged: holding until %s points at %s", current, release)
+    while os.path.realpath(current) != release:
+        if time.monotonic() > deadline:
+            raise RuntimeError("staged release %s was not switched to within %s s; this master exits and "
+                               "the live one serves on" % (release, _SETTINGS["hold_timeout"]))
+        worker.notify()
+        time.sleep(0.01)
 
 
 def _warm_up(worker):

@@ -1,15 +1,29 @@
 # Copyright: weblab.stack contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """ExecReload of weblab.stack.uwsgi's units: load the release `current` points at, or keep the
-one that serves.
+one that serves; with --stage, load a release before a deploy switches `current` to it.
 
-1. Pre-flight: the venv of `current` imports the WSGI callable, as a worker would (same user,
-   environment and sandbox: systemd runs this with the unit's settings). If it cannot, nothing
-   is touched, the old workers serve on, and this exits 1 with the import's error.
-2. Chain reload: "c" to the master FIFO; uWSGI replaces the workers one by one, each loading
-   the release `current` points at (lazy-apps) while the others serve.
-3. Waits until every worker is a new one and accepts requests, so `systemctl reload` returns
-   when the new release is served (exit 0), or fails after --timeout seconds (exit 1).
+The workers load the app through RUN_DIR/release, a link to DEPLOY_PATH/current except while a
+release is staged, and record the release they loaded (weblab_uwsgi.py, RUN_DIR/worker-PID).
+
+Reload (systemctl reload, after a switch):
+1. When a staged worker already serves the release `current` points at, the chain reload the
+   stage started goes on by itself: only wait (step 4).
+2. Else point RUN_DIR/release at `current`, and pre-flight: the venv of `current` imports the
+   WSGI callable, as a worker would (same user, environment and sandbox: systemd runs this with
+   the unit's settings). If it cannot, nothing is touched, the old workers serve on, and this
+   exits 1 with the import's error.
+3. Chain reload: "c" to the master FIFO; uWSGI replaces the workers one by one, each loading
+   the release while the others serve.
+4. Wait until every worker loaded the release `current` points at and accepts requests, so
+   `systemctl reload` returns when the new release is served (exit 0), or fail after --timeout
+   seconds (exit 1).
+
+Stage (--stage RELEASE, the app role's app_stage_command through uwsgi-stage-APP, as root):
+point RUN_DIR/release at RELEASE and start a chain reload; exit 0 once its first worker loaded
+RELEASE and holds until `current` points at it, or 1 with the error when RELEASE does not load
+or no worker held it within --timeout (RUN_DIR/release then points at `current` again, and the
+workers reload the live release). Exit 0 at once when uWSGI is not running: the switch starts it.
 """
 
 import argparse
@@ -45,13 +59,12 @@ def workers(stats_path):
     return {w["id"]: (w["pid"], w.get("accepting", 0)) for w in stats.get("workers", [])}
 
 
-def preflight(deploy_path, module, timeout):
-    """None when the release of `current` loads the app, else the error text."""
-    current = os.path.join(deploy_path, "current")
-    python = os.path.join(current, ".venv", "bin", "python")
+def preflight(release, module, timeout):
+    """None when RELEASE (a path) loads the app with its venv, else the error text."""
+    python = os.path.join(release, ".venv", "bin", "python")
     if not os.path.exists(python):
         return "%s does not exist: no release to load" % python
-    env = dict(os.environ, PYTHONPATH=current, PYTHONDONTWRITEBYTECODE="1")
+    env = dict(os.environ, PYTHONPATH=release, PYTHONDONTWRITEBYTECODE="1")
     try:
         result = subprocess.run([python, "-c", CHECK, module], env=env, capture_output=True,
                                 text=True, timeout=timeout, check=False)
@@ -63,28 +76,94 @@ def preflight(deploy_path, module, timeout):
     return None
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--deploy-path", required=True)
-    parser.add_argument("--module", required=True)
-    parser.add_argument("--fifo", required=True)
-    parser.add_argument("--stats", required=True)
-    parser.add_argument("--timeout", type=int, default=120)
-    args = parser.parse_args()
-    deadline = time.monotonic() + args.timeout
-    target = os.path.realpath(os.path.join(args.deploy_path, "current"))
+def marker(run_dir, name, pid):
+    """The first line of RUN_DIR/NAME-PID (a release), its other lines, or (None, None)."""
+    try:
+        with open(os.path.join(run_dir, "%s-%d" % (name, pid)), encoding="utf-8") as handle:
+            first, _sep, rest = handle.read().partition("\n")
+    except OSError:
+        return None, None
+    return first, rest
 
-    error = preflight(args.deploy_path, args.module, args.timeout)
-    if error:
-        print("uwsgi-reload: %s in %s cannot be loaded, so the workers keep serving the release "
-              "they have:\n%s" % (args.module, target, error), file=sys.stderr)
-        return 1
 
+def point_link(run_dir, target):
+    """RUN_DIR/release -> TARGET, replaced atomically."""
+    link = os.path.join(run_dir, "release")
+    temporary = "%s.%d" % (link, os.getpid())
+    os.symlink(target, temporary)
+    os.replace(temporary, link)
+
+
+def forget_gone_workers(run_dir, pids):
+    """Remove the records of worker PIDs that are no longer workers."""
+    for name in os.listdir(run_dir):
+        kind, _sep, pid = name.partition("-")
+        if kind in ("worker", "staged", "failed") and pid.isdigit() and int(pid) not in pids:
+            try:
+                os.unlink(os.path.join(run_dir, name))
+            except FileNotFoundError:
+                pass
+
+
+def chain_reload(fifo):
+    with open(fifo, "wb", buffering=0) as stream:
+        stream.write(b"c")
+
+
+def stage(args, release, deadline):
+    """Load RELEASE in a worker that holds until `current` points at it; 0 or 1."""
+    try:
+        before = workers(args.stats)
+    except OSError:
+        print("uwsgi-stage: uWSGI is not running; the switch starts it on %s" % release)
+        return 0
+    forget_gone_workers(args.run_dir, {pid for pid, _accepting in before.values()})
+    point_link(args.run_dir, release)
+    chain_reload(args.fifo)
+    print("uwsgi-stage: chain reload of %d workers to the staged release %s" % (len(before), release))
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        try:
+            now = workers(args.stats)
+        except (OSError, ValueError):
+            continue
+        for pid, _accepting in now.values():
+            if marker(args.run_dir, "staged", pid)[0] == release:
+                print("uwsgi-stage: worker %d loaded %s and serves it once current points at it" % (pid, release))
+                return 0
+        for name in os.listdir(args.run_dir):
+            if name.startswith("failed-") and name[7:].isdigit():
+                failed, error = marker(args.run_dir, "failed", int(name[7:]))
+                if failed == release:
+                    print("uwsgi-stage: %s cannot be loaded, so the workers keep serving the live release:\n%s"
+                          % (release, "\n".join(error.strip().splitlines()[-15:])), file=sys.stderr)
+                    return 1
+    point_link(args.run_dir, os.path.join(args.deploy_path, "current"))
+    print("uwsgi-stage: no worker loaded %s within %d s; the workers reload the live release"
+          % (release, args.timeout), file=sys.stderr)
+    return 1
+
+
+def reload(args, deadline):
+    """Serve the release `current` points at in every worker; 0 or 1."""
+    current = os.path.join(args.deploy_path, "current")
+    target = os.path.realpath(current)
     before = workers(args.stats)
-    old_pids = {pid for pid, _started in before.values()}
-    with open(args.fifo, "wb", buffering=0) as fifo:
-        fifo.write(b"c")
-    print("uwsgi-reload: chain reload of %d workers to %s" % (len(before), target))
+    forget_gone_workers(args.run_dir, {pid for pid, _accepting in before.values()})
+    staged = os.path.realpath(os.path.join(args.run_dir, "release")) == target and any(
+        marker(args.run_dir, name, pid)[0] == target for pid, _a in before.values() for name in ("staged", "worker"))
+    if staged:
+        point_link(args.run_dir, current)
+        print("uwsgi-reload: %s was staged; the chain reload goes on" % target)
+    else:
+        error = preflight(target, args.module, args.timeout)
+        if error:
+            print("uwsgi-reload: %s in %s cannot be loaded, so the workers keep serving the release "
+                  "they have:\n%s" % (args.module, target, error), file=sys.stderr)
+            return 1
+        point_link(args.run_dir, current)
+        chain_reload(args.fifo)
+        print("uwsgi-reload: chain reload of %d workers to %s" % (len(before), target))
 
     while time.monotonic() < deadline:
         time.sleep(0.1)
@@ -92,12 +171,28 @@ def main():
             now = workers(args.stats)
         except (OSError, ValueError):
             continue
-        if now and all(pid > 0 and pid not in old_pids and accepting
+        if now and all(pid > 0 and accepting and marker(args.run_dir, "worker", pid)[0] == target
                        for pid, accepting in now.values()):
-            print("uwsgi-reload: every worker reloaded, serving %s" % target)
+            print("uwsgi-reload: every worker serves %s" % target)
             return 0
     print("uwsgi-reload: the chain reload did not finish in %d s" % args.timeout, file=sys.stderr)
     return 1
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--deploy-path", required=True)
+    parser.add_argument("--module", required=True)
+    parser.add_argument("--fifo", required=True)
+    parser.add_argument("--stats", required=True)
+    parser.add_argument("--run-dir", required=True)
+    parser.add_argument("--timeout", type=int, default=120)
+    parser.add_argument("--stage", metavar="RELEASE", help="load RELEASE before the switch")
+    args = parser.parse_args()
+    deadline = time.monotonic() + args.timeout
+    if args.stage:
+        return stage(args, os.path.realpath(args.stage), deadline)
+    return reload(args, deadline)
 
 
 if __name__ == "__main__":
