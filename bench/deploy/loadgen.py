@@ -182,6 +182,7 @@ class Load:
         self.stopped_by = None
         self.origin = None
         self.threads = []
+        self.unsent = 0
 
     def worker(self):
         while True:
@@ -249,6 +250,17 @@ class Load:
             if index == 0 and ready is not None:
                 ready()
             index += 1
+        # Told to stop (stop file, signal): requests still waiting for a free thread are not
+        # sent, so the stop takes no longer than the requests in flight (--timeout), however far
+        # the threads fell behind the pace. At the end of --duration or --requests every request
+        # that was due is sent.
+        while self.stopped_by not in ("duration", "requests"):
+            try:
+                self.jobs.get_nowait()
+            except queue.Empty:
+                break
+            self.unsent += 1
+            index -= 1
         for _thread in self.threads:
             self.jobs.put(None)
         for thread in self.threads:
@@ -387,6 +399,8 @@ def build_report(opts, load, watcher, started_at, duration):
         "started_at": started_at,
         "duration": round(duration, 3),
         "stopped_by": load.stopped_by,
+        # Due, but still waiting for a free thread when the load stopped: never sent.
+        "unsent": load.unsent,
         "initial_target": watcher.initial if watcher else None,
         "changes": [dict(change, at=round(change["at"], 4)) for change in (watcher.changes if watcher else [])],
     }

@@ -103,7 +103,8 @@ class Host:
         return run(["docker", "exec", self.name, "sh", "-c", script], check=check)
 
     def playbook(self, playbook, *options, **extra_vars):
-        env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(COLLECTION.parents[2]), ANSIBLE_NOCOLOR="1")
+        env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(COLLECTION.parents[2]), ANSIBLE_NOCOLOR="1",
+                   ANSIBLE_PIPELINING="1")
         argv = ["ansible-playbook", "-i", self.inventory, *options]
         if extra_vars:
             argv += ["-e", json.dumps(extra_vars)]
@@ -139,9 +140,11 @@ class Host:
 
 
 def site_b(workdir):
+    """examples/site plus one static file: release B, the same for every app server."""
     target = workdir / "site-b"
-    shutil.copytree(SITE, target, ignore=shutil.ignore_patterns("__pycache__", "*.sqlite3"))
-    (target / "lab" / "static" / "lab" / "bench-b.txt").write_text("release B\n", encoding="utf-8")
+    if not target.exists():
+        shutil.copytree(SITE, target, ignore=shutil.ignore_patterns("__pycache__", "*.sqlite3"))
+        (target / "lab" / "static" / "lab" / "bench-b.txt").write_text("release B\n", encoding="utf-8")
     return target
 
 

@@ -129,9 +129,8 @@ def run_roles(tmp_path_factory):
 
     def run(role, cases, entry_point="main"):
         directory = tmp_path_factory.mktemp(role)
-        hosts = {f"case{index}": dict(variables, ansible_connection="local",
-                                       ansible_python_interpreter=sys.executable)
-                 for index, variables in enumerate(cases)}
+        local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+        hosts = {f"case{index}": dict(variables, **local) for index, variables in enumerate(cases)}
         inventory = directory / "inventory.json"
         inventory.write_text(json.dumps({"all": {"hosts": hosts}}), encoding="utf-8")
         return RoleRuns(role, cases, ansible_playbook(

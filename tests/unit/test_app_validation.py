@@ -35,6 +35,7 @@ BAD_INPUT = [
     pytest.param({"app_health_timeout": 0}, "app_health_timeout", id="health-timeout-zero"),
     pytest.param({"app_health_status": [200, 999]}, "app_health_status", id="health-status-not-http"),
     pytest.param({"app_health_forwarded_proto": "ftp"}, "app_health_forwarded_proto", id="health-unknown-proto"),
+    pytest.param({"app_stage_command": {"argv": "stage"}}, "app_stage_command", id="stage-command-not-a-list"),
 ]
 
 

@@ -331,6 +331,24 @@ def test_stop_file_ends_the_load_early(tmp_path, site):
     assert report["duration"] < 2
 
 
+def test_stop_file_does_not_wait_for_requests_behind_the_pace(tmp_path, site):
+    """Threads far behind the pace (slow answers): the stop sends none of the requests still
+    queued, and ends once the ones in flight have."""
+    site.delay = 0.5
+    stop = tmp_path / "stop"
+    timer = threading.Timer(1.0, stop.touch)
+    timer.start()
+    try:
+        report = run_load(tmp_path, "--url", site.url, "--rate", "100", "--duration", "30",
+                          "--threads", "2", "--stop-file", str(stop))
+    finally:
+        timer.join()
+    assert report["stopped_by"] == "stop-file"
+    assert report["duration"] < 3
+    assert report["unsent"] > 50, report["unsent"]
+    assert report["totals"]["sent"] < 10
+
+
 @pytest.mark.parametrize(("args", "named"), [
     pytest.param(["--rate", "0", "--duration", "1"], "--rate", id="rate-zero"),
     pytest.param(["--rate", "5000", "--duration", "1"], "--rate", id="rate-too-high"),

@@ -87,7 +87,8 @@ def under_load(host, playbook, **extra_vars):
     rc, output = run_playbook(playbook, "--tags", "webservers", host=host, **extra_vars)
     time.sleep(2)  # the answers after the switch
     host.run("touch %s.stop", LG)
-    wait_for(host, LG + ".json", 30, "no load report")
+    wait_for(host, LG + ".json", 30, "no load report (playbook rc=%d, %s; load generator: %s)" % (
+        rc, output[-2000:], host.run("pgrep -af weblab-loadgen || echo not running").stdout))
     report = json.loads(host.file(LG + ".json").content_string)
     report.pop("records", None)
     return rc, output, report
