@@ -105,6 +105,16 @@ def forget_gone_workers(run_dir, pids):
                 pass
 
 
+def polled_workers(stats_path, deadline, interval):
+    """workers(STATS_PATH) every INTERVAL seconds until DEADLINE; a failed read is skipped."""
+    while time.monotonic() < deadline:
+        time.sleep(interval)
+        try:
+            yield workers(stats_path)
+        except (OSError, ValueError):
+            continue
+
+
 def chain_reload(fifo):
     with open(fifo, "wb", buffering=0) as stream:
         stream.write(b"c")
@@ -121,12 +131,7 @@ def stage(args, release, deadline):
     point_link(args.run_dir, release)
     chain_reload(args.fifo)
     print("uwsgi-stage: chain reload of %d workers to the staged release %s" % (len(before), release))
-    while time.monotonic() < deadline:
-        time.sleep(0.05)
-        try:
-            now = workers(args.stats)
-        except (OSError, ValueError):
-            continue
+    for now in polled_workers(args.stats, deadline, 0.05):
         for pid, _accepting in now.values():
             if marker(args.run_dir, "staged", pid)[0] == release:
                 print("uwsgi-stage: worker %d loaded %s and serves it once current points at it" % (pid, release))
@@ -165,12 +170,7 @@ def reload(args, deadline):
         chain_reload(args.fifo)
         print("uwsgi-reload: chain reload of %d workers to %s" % (len(before), target))
 
-    while time.monotonic() < deadline:
-        time.sleep(0.1)
-        try:
-            now = workers(args.stats)
-        except (OSError, ValueError):
-            continue
+    for now in polled_workers(args.stats, deadline, 0.1):
         if now and all(pid > 0 and accepting and marker(args.run_dir, "worker", pid)[0] == target
                        for pid, accepting in now.values()):
             print("uwsgi-reload: every worker serves %s" % target)
