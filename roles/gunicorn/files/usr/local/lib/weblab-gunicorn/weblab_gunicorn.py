@@ -153,11 +153,7 @@ def pre_exec(server):
     listening sockets on the descriptors it duplicated them to at start (not 3): the new master
     would fail with EBADF, or take another descriptor for the socket (gunicorn PR #3285).
     """
-    path = os.path.join(_SETTINGS["run_dir"], "reexec.pid")
-    temporary = "%s.%d" % (path, os.getpid())
-    with open(temporary, "w", encoding="utf-8") as handle:
-        handle.write("%d\n" % os.getpid())
-    os.replace(temporary, path)
+    _mark(os.path.join(_SETTINGS["run_dir"], "reexec.pid"), "%d" % os.getpid())
 
     if not server.systemd:
         return
@@ -221,7 +217,7 @@ def post_worker_init(worker):
 
 
 def _mark(path, text):
-    """Write PATH atomically (the stage script reads it)."""
+    """Write TEXT and a newline to PATH atomically (the reload script reads these files)."""
     temporary = "%s.%d" % (path, os.getpid())
     with open(temporary, "w", encoding="utf-8") as handle:
         handle.write(text + "\n")
