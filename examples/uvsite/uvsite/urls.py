@@ -1,0 +1,6 @@
+"""URLs of uvsite."""
+from django.urls import include, path
+
+urlpatterns = [
+    path("", include("notes.urls")),
+]
