@@ -31,6 +31,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -354,6 +355,7 @@ class Releases:
                 'previous': item.get('previous'),
                 'failed': item.get('failed'),
                 'abandoned': item.get('abandoned'),
+                'settings': item.get('settings'),
             })
         return result
 
@@ -413,9 +415,34 @@ class Releases:
             raise ReleaseError('release %s does not exist under %s; create it with state=present first'
                                % (name, self.releases_dir))
 
-    def present(self, name, revision=None):
-        """Create releases/NAME marked unfinished; re-prepare a failed or abandoned one."""
+    def choose_name(self, base, settings):
+        """The release that holds BASE's code with SETTINGS (a digest of what a deploy puts into a
+        release besides its code): BASE itself or BASE-2, BASE-3, ... whichever recorded SETTINGS,
+        else the first of them nobody uses yet. A release is never given other settings, so the
+        live release's files stay as they are whatever a deploy of its code with other settings
+        does (a release recorded without settings is taken as holding other ones)."""
+        check_release_name(base)
+        pattern = re.compile(r'^%s(?:-([2-9]|[1-9][0-9]+))?$' % re.escape(base))
+        taken = set(item['name'] for item in self.manifest['releases']) | self.on_disk
+        if self.live:
+            taken.add(self.live)
+        numbers = [int(match.group(1) or 1) for match in map(pattern.match, taken) if match]
+        first_free = None
+        for number in range(1, max(numbers + [0]) + 2):
+            name = base if number == 1 else '%s-%d' % (base, number)
+            item = self.entry(name)
+            if item is not None and item.get('settings') == settings and name in self.on_disk:
+                return name
+            if first_free is None and name not in taken:
+                first_free = name
+        return check_release_name(first_free)
+
+    def present(self, name, revision=None, settings=None):
+        """Create releases/NAME marked unfinished; re-prepare a failed or abandoned one. With
+        SETTINGS, NAME is the base the release's name is chosen from (choose_name)."""
         check_release_name(name)
+        if settings is not None:
+            name = self.choose_name(name, settings)
         self.ensure_layout()
         release_dir = os.path.join(self.releases_dir, name)
         if name not in self.on_disk:
@@ -429,6 +456,8 @@ class Releases:
             state = GOOD if name == self.live else UNFINISHED
             item = self._new_entry(name, state)
             self.act('record release %s as %s' % (name, state))
+            if settings is not None:
+                item['settings'] = settings
         elif item.get('state') in BAD_STATES:
             self._set_state(name, UNFINISHED, 'mark release %s unfinished again (it was %s)'
                             % (name, item.get('state')))
@@ -676,7 +705,7 @@ class Releases:
 
 
 def run(path, state, release=None, revision=None, shared_paths=None, keep=5, lock_timeout=60,
-        check_mode=False, holder=None):
+        check_mode=False, holder=None, settings=None):
     """Do one operation under the deploy lock and return the result dict (see the module's
     RETURN). Raises ReleaseError with a message that names what to fix."""
     if release is not None:
@@ -705,7 +734,7 @@ def run(path, state, release=None, revision=None, shared_paths=None, keep=5, loc
         if created:
             model.actions.append(created)
         if state == 'present':
-            model.present(release, revision)
+            release = model.present(release, revision, settings)
             model.link_shared(release, shared_paths)
         elif state == 'switch':
             model.switch(release, shared_paths, revision)

@@ -92,6 +92,18 @@ options:
       - The source revision (commit) of the release, recorded in the manifest by
         O(state=present) and O(state=switch).
     type: str
+  settings:
+    description:
+      - With O(state=present), a digest of everything the deploy puts into the release besides
+        its code (its settings files, what its venv is built from). O(release) is then the base
+        the name is chosen from - O(release) itself, or C(RELEASE-2), C(RELEASE-3), ...
+        whichever was created with this digest, else the first name not used yet - and
+        RV(release) is the name chosen. A release is never given other settings, so a deploy
+        of the live release's code with changed settings prepares and checks a new release and
+        leaves the live one's files as they are.
+      - The digest is recorded in the manifest; a release recorded without one is taken as
+        holding other settings.
+    type: str
   shared_paths:
     description:
       - Paths relative to C(shared/) that O(state=present), O(state=switch) and O(state=rollback)
@@ -208,7 +220,8 @@ manifest_path:
   sample: /srv/weblab/releases.json
 release:
   description:
-    - The release the task acted on (for O(state=rollback), the release it went to), or null.
+    - The release the task acted on (for O(state=rollback), the release it went to; for
+      O(state=present) with O(settings), the name chosen), or null.
   returned: always
   type: str
   sample: 3f2a9c1d0b7e
@@ -302,6 +315,10 @@ releases:
       description: When a rollback abandoned it, or null.
       type: str
       returned: always
+    settings:
+      description: The settings digest it was created with (O(settings)), or null.
+      type: str
+      returned: always
   sample:
     - name: 9b0e4d7c2a11
       state: good
@@ -314,6 +331,7 @@ releases:
       previous: null
       failed: null
       abandoned: null
+      settings: null
 '''
 
 from ansible.module_utils.basic import AnsibleModule
@@ -331,6 +349,7 @@ def main():
             shared_paths=dict(type='list', elements='str', default=[]),
             keep=dict(type='int', default=5),
             lock_timeout=dict(type='int', default=60),
+            settings=dict(type='str'),
         ),
         required_if=[
             ('state', 'present', ['release']),
@@ -349,6 +368,7 @@ def main():
             keep=params['keep'],
             lock_timeout=params['lock_timeout'],
             check_mode=module.check_mode,
+            settings=params['settings'],
         )
     except ReleaseError as exc:
         module.fail_json(msg=str(exc))

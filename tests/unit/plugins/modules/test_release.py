@@ -191,3 +191,67 @@ def test_through_ansible_playbook_check_real_rerun(tmp_path, path):
     second = run_playbook(tmp_path, path, "B", "--check")
     assert [task["changed"] for task in second] == [True, True]
     assert os.readlink(path / "current") == "releases/A"
+
+
+# ---- settings: one release per code and settings --------------------------------------------
+
+def present(capsys, path, settings, check=False, release="A"):
+    return run_module(capsys, {"path": str(path), "release": release, "settings": settings}, check=check)
+
+
+def test_settings_first_release_takes_the_base_name(capsys, path):
+    done = present(capsys, path, "s1")
+    assert done["release"] == "A" and done["release_path"] == str(path / "releases" / "A")
+    assert [(item["name"], item["settings"]) for item in done["releases"]] == [("A", "s1")]
+    assert present(capsys, path, "s1")["changed"] is False
+
+
+def test_settings_changed_under_the_live_release_make_a_new_release(capsys, path):
+    present(capsys, path, "s1")
+    run_module(capsys, {"path": str(path), "release": "A", "state": "switch"})
+    checked = present(capsys, path, "s2", check=True)
+    assert checked["release"] == "A-2" and checked["changed"] is True
+    assert not (path / "releases" / "A-2").exists(), "check mode created the release"
+    done = present(capsys, path, "s2")
+    assert done["release"] == "A-2" and done["live"] == "A"
+    assert done["actions"] == checked["actions"]
+    assert present(capsys, path, "s2")["changed"] is False
+    # Back to the first settings: the release that holds them, not a third one.
+    back = present(capsys, path, "s1")
+    assert back["release"] == "A" and back["changed"] is False
+    assert present(capsys, path, "s3")["release"] == "A-3"
+
+
+def test_settings_never_reuse_a_release_without_recorded_settings(capsys, path):
+    run_module(capsys, {"path": str(path), "release": "A"})
+    assert present(capsys, path, "s1")["release"] == "A-2"
+
+
+def test_settings_never_reuse_a_directory_the_manifest_does_not_know(capsys, path):
+    (path / "releases" / "A").mkdir(parents=True)
+    assert present(capsys, path, "s1")["release"] == "A-2"
+
+
+def test_settings_of_a_removed_release_are_not_found_in_its_name(capsys, path):
+    """A release cleaned away is not chosen for its settings: its name may be reused."""
+    present(capsys, path, "s1")
+    present(capsys, path, "s2")
+    run_module(capsys, {"path": str(path), "release": "A-2", "state": "switch"})
+    (path / "releases" / "A").rename(path / "releases" / ".gone")
+    assert present(capsys, path, "s1")["release"] in ("A", "A-3")
+    assert present(capsys, path, "s2")["release"] == "A-2"
+
+
+def test_settings_a_failed_release_is_prepared_again_under_its_name(capsys, path):
+    present(capsys, path, "s1")
+    run_module(capsys, {"path": str(path), "release": "A", "state": "fail"})
+    again = present(capsys, path, "s1")
+    assert again["release"] == "A"
+    assert {item["name"]: item["state"] for item in again["releases"]} == {"A": "unfinished"}
+
+
+def test_settings_names_only_the_base_and_its_numbered_siblings(capsys, path):
+    """AB or A-x are other releases, not A's siblings."""
+    for name in ("AB", "A-x"):
+        run_module(capsys, {"path": str(path), "release": name})
+    assert present(capsys, path, "s1")["release"] == "A"
