@@ -3,6 +3,7 @@
 
 import json
 import os
+import re
 import subprocess
 
 # The inventory directory Molecule wrote: hosts and the scenario's group_vars.
@@ -30,3 +31,20 @@ def superuser_sql(host, query, database="postgres", port=None):
                    database, query)
     assert out.rc == 0, out.stderr
     return out.stdout.strip()
+
+
+def exposure(host, unit):
+    """The overall exposure score `systemd-analyze security` gives UNIT on HOST (0.0 to 10.0)."""
+    out = host.run("systemd-analyze security --no-pager %s", unit)
+    assert out.rc == 0, out.stderr
+    score = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", out.stdout)
+    assert score, out.stdout[-500:]
+    return float(score.group(1))
+
+
+def assert_no_secret_in_vvv(host, playbook, secrets):
+    """Run PLAYBOOK with -vvv against HOST and fail when any of SECRETS shows in its output."""
+    rc, output = run_playbook(playbook, "-vvv", host=host)
+    assert rc == 0, output[-3000:]
+    for secret in secrets:
+        assert secret not in output, "%s... shows in the -vvv output" % secret[:12]

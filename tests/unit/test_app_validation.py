@@ -36,6 +36,13 @@ BAD_INPUT = [
     pytest.param({"app_health_status": [200, 999]}, "app_health_status", id="health-status-not-http"),
     pytest.param({"app_health_forwarded_proto": "ftp"}, "app_health_forwarded_proto", id="health-unknown-proto"),
     pytest.param({"app_stage_command": {"argv": "stage"}}, "app_stage_command", id="stage-command-not-a-list"),
+    pytest.param({"app_install": "poetry"}, "app_install", id="unknown-installer"),
+    pytest.param({"app_uv_sync_args": {"--no-dev": True}}, "app_uv_sync_args", id="uv-args-not-a-list"),
+    pytest.param({"app_build_packages": {"gettext": 1}}, "app_build_packages", id="build-packages-not-a-list"),
+    pytest.param({"app_build_commands": ["python manage.py compilemessages"]}, "app_build_commands",
+                 id="build-step-a-string"),
+    pytest.param({"app_build_commands": [[]]}, "app_build_commands", id="build-step-empty"),
+    pytest.param({"app_build_commands": [["npm", ["run"]]]}, "app_build_commands", id="build-step-nested"),
 ]
 
 

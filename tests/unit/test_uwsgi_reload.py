@@ -10,6 +10,7 @@ import json
 import os
 import pathlib
 import socket
+import sys
 import threading
 import time
 import types
@@ -18,6 +19,7 @@ import pytest
 
 HELPER = (pathlib.Path(__file__).resolve().parents[2]
           / "roles/uwsgi/files/usr/local/libexec/weblab/uwsgi_reload.py")
+LIB = pathlib.Path(__file__).resolve().parents[2] / "roles/uwsgi/files/usr/local/lib/weblab-uwsgi"
 SPEC = importlib.util.spec_from_file_location("uwsgi_reload", HELPER)
 uwsgi_reload = importlib.util.module_from_spec(SPEC)
 SPEC.loader.exec_module(uwsgi_reload)
@@ -100,7 +102,8 @@ class FakeMaster:
     def args(self, **changes):
         return types.SimpleNamespace(**dict({
             "deploy_path": str(self.deploy), "module": "site.wsgi:application", "fifo": str(self.fifo),
-            "stats": str(self.stats), "run_dir": str(self.run_dir), "timeout": 10, "stage": None}, **changes))
+            "stats": str(self.stats), "run_dir": str(self.run_dir), "timeout": 10, "stage": None,
+            "release_env": False}, **changes))
 
     def release_of(self, pid):
         return (self.run_dir / ("worker-%d" % pid)).read_text(encoding="utf-8").strip()
@@ -159,7 +162,7 @@ def test_stage_without_a_running_uwsgi_leaves_the_start_to_the_switch(tmp_path, 
 
 def test_unstaged_reload_points_the_link_at_current_and_chain_reloads(master, monkeypatch):
     """A switch without a stage (or back): the pre-flight, then every worker reloads."""
-    monkeypatch.setattr(uwsgi_reload, "preflight", lambda release, module, timeout: None)
+    monkeypatch.setattr(uwsgi_reload, "preflight", lambda release, module, timeout, release_env: None)
     master.point(master.run_dir / "release", str(master.deploy / "releases" / "C"))  # a stage left behind
     master.point(master.current, "releases/B")
     assert uwsgi_reload.reload(master.args(), deadline()) == 0
@@ -167,9 +170,29 @@ def test_unstaged_reload_points_the_link_at_current_and_chain_reloads(master, mo
 
 
 def test_unstaged_reload_touches_nothing_when_the_release_does_not_import(master, monkeypatch, capsys):
-    monkeypatch.setattr(uwsgi_reload, "preflight", lambda release, module, timeout: "ImportError: boom")
+    monkeypatch.setattr(uwsgi_reload, "preflight", lambda release, module, timeout, release_env: "ImportError: boom")
     before = dict(master.workers)
     master.point(master.current, "releases/B")
     assert uwsgi_reload.reload(master.args(), deadline()) == 1
     assert "ImportError: boom" in capsys.readouterr().err
     assert master.workers == before
+
+
+def test_the_preflight_imports_the_release_with_its_own_settings(tmp_path, monkeypatch):
+    """--release-env: the pre-flight reads RELEASE/.weblab/app.env as the workers do
+    (weblab_release_env.py), so an app that needs its settings at import passes; without it,
+    it fails."""
+    monkeypatch.setattr(uwsgi_reload, "LIB_DIR", str(LIB))
+    release = tmp_path / "releases" / "A"
+    (release / ".venv" / "bin").mkdir(parents=True)
+    (release / ".venv" / "bin" / "python").symlink_to(sys.executable)
+    (release / "needs_settings.py").write_text(
+        "import os\nassert os.environ['LAB_SECRET'] == 'it is A', os.environ.get('LAB_SECRET')\n"
+        "application = lambda environ, start_response: []\n", encoding="utf-8")
+    (release / ".weblab").mkdir()
+    (release / ".weblab" / "app.env").write_text(
+        "# written by the app role\nLAB_SECRET='it is A'\n", encoding="utf-8")
+    monkeypatch.delenv("LAB_SECRET", raising=False)
+    assert uwsgi_reload.preflight(str(release), "needs_settings:application", 30, release_env=True) is None
+    error = uwsgi_reload.preflight(str(release), "needs_settings:application", 30, release_env=False)
+    assert "KeyError: 'LAB_SECRET'" in error

@@ -10,6 +10,12 @@ GOOD = {"weblab_secret_key": SECRET_KEY, "weblab_db_password": "unit-test-db-pas
 BAD_INPUT_BASE = GOOD
 BAD_INPUT = [
     pytest.param({"weblab_app_server": "mod_wsgi"}, "weblab_app_server", id="unknown-app-server"),
+    pytest.param({"weblab_cache": "varnish"}, "weblab_cache", id="unknown-cache"),
+    pytest.param({"weblab_cache": "redis", "weblab_redis_admin_password": "x" * 20}, "weblab_redis_password",
+                 id="redis-without-password"),
+    pytest.param({"weblab_cache": "redis", "weblab_redis_password": "x" * 20}, "weblab_redis_admin_password",
+                 id="redis-without-admin-password"),
+    pytest.param({"weblab_redis_server": "redis.lab"}, "weblab_redis_server", id="redis-server-without-port"),
     pytest.param({"weblab_app_name": "Web Lab"}, "weblab_app_name", id="app-name-with-space"),
     pytest.param({"weblab_deploy_path": "srv/lab"}, "weblab_deploy_path", id="deploy-path-relative"),
     pytest.param({"weblab_server_names": []}, "weblab_server_names", id="no-server-name"),

@@ -45,11 +45,11 @@ def live(host):
 
 def health(host):
     """GET /health/ through the WSGI application of `current` (the demo's `manage.py health`),
-    as the app user with the app's environment file read by a shell, as an operator would."""
+    as the app user with the release's environment file read by a shell, as an operator would."""
     out = host.run(
         "cd %s/current && runuser -u labsite -- sh -c "
-        "'set -a && . %s/shared/app.env && set +a && exec .venv/bin/python manage.py health'",
-        DEPLOY, DEPLOY)
+        "'set -a && . .weblab/app.env && set +a && exec .venv/bin/python manage.py health'",
+        DEPLOY)
     body = json.loads(out.stdout.strip().splitlines()[-1])
     return ("200" if out.rc == 0 else "503"), body
 

@@ -36,21 +36,21 @@ def test_a_requirements_venv_keeps_the_key_earlier_roles_gave_it():
     ("uv", "uv==0.9.3"),
 ])
 def test_every_input_changes_the_key(name, other):
-    assert venv_key(**dict(BASE, **{name: other})) != venv_key(**BASE)
+    assert venv_key(**{**BASE, name: other}) != venv_key(**BASE)
 
 
 def test_the_same_inputs_give_the_same_key():
-    assert venv_key(**BASE) == venv_key(**dict(BASE, checksums=list(BASE["checksums"])))
+    assert venv_key(**BASE) == venv_key(**{**BASE, "checksums": list(BASE["checksums"])})
     assert len(venv_key(**BASE)) == 16
 
 
 def test_uv_is_no_part_of_a_key_that_does_not_use_it():
     for install in ("requirements", "package"):
-        assert venv_key(**dict(BASE, install=install)) == venv_key(**dict(BASE, install=install, uv="uv==1"))
+        assert venv_key(**{**BASE, "install": install}) == venv_key(**{**BASE, "install": install, "uv": "uv==1"})
 
 
 def test_the_installers_never_share_a_key():
-    keys = {venv_key(**dict(BASE, install=install)) for install in ("requirements", "uv", "package")}
+    keys = {venv_key(**{**BASE, "install": install}) for install in ("requirements", "uv", "package")}
     assert len(keys) == 3
 
 
@@ -65,4 +65,4 @@ def test_the_installers_never_share_a_key():
 ])
 def test_bad_input_is_refused_by_name(change, named):
     with pytest.raises(AnsibleFilterError, match="venv_key: %s " % named):
-        venv_key(**dict(BASE, **change))
+        venv_key(**{**BASE, **change})

@@ -2,7 +2,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The WSGI module uWSGI loads for weblab.stack.uwsgi (`module = weblab_uwsgi:application`): it
 loads the app's own WSGI callable (WEBLAB_UWSGI_APP, MODULE:CALLABLE) in each worker (lazy-apps)
-from the release RUN_DIR/release points at, and records which release that was.
+from the release RUN_DIR/release points at, with that release's settings (its .weblab/app.env,
+when WEBLAB_UWSGI_RELEASE_ENV is 1), and records which release that was.
 
 RUN_DIR/release points at DEPLOY_PATH/current, except while a deploy stages a release: the stage
 (uwsgi_reload.py --stage) points it at the new release and starts a chain reload. The first
@@ -23,6 +24,8 @@ import os
 import sys
 import time
 import traceback
+
+import weblab_release_env
 
 RUN_DIR = os.environ["WEBLAB_UWSGI_RUN_DIR"]
 CURRENT = os.path.join(os.environ["WEBLAB_UWSGI_DEPLOY_PATH"], "current")
@@ -63,6 +66,8 @@ def _start():
     release = os.path.realpath(LINK)
     staged = release != os.path.realpath(CURRENT)
     try:
+        if os.environ.get("WEBLAB_UWSGI_RELEASE_ENV") == "1":
+            weblab_release_env.load(release)
         app = _load(os.environ["WEBLAB_UWSGI_APP"])
         if staged:
             _write("staged", release + "\n")

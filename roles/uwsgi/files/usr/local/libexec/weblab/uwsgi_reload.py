@@ -34,9 +34,16 @@ import subprocess
 import sys
 import time
 
-# What a uWSGI worker does with `module = MODULE:CALLABLE`: import, then take the callable.
+# weblab_release_env.py, beside weblab_uwsgi.py.
+LIB_DIR = "/usr/local/lib/weblab-uwsgi"
+
+# What a uWSGI worker does with `module = MODULE:CALLABLE`: (with --release-env, read the
+# release's settings,) import, then take the callable.
 CHECK = (
-    "import importlib, sys\n"
+    "import importlib, os, sys\n"
+    "if sys.argv[2]:\n"
+    "    import weblab_release_env\n"
+    "    weblab_release_env.load(os.environ['PYTHONPATH'].split(':')[0])\n"
     "module, _, name = sys.argv[1].partition(':')\n"
     "app = getattr(importlib.import_module(module), name or 'application')\n"
     "if not callable(app):\n"
@@ -59,14 +66,16 @@ def workers(stats_path):
     return {w["id"]: (w["pid"], w.get("accepting", 0)) for w in stats.get("workers", [])}
 
 
-def preflight(release, module, timeout):
-    """None when RELEASE (a path) loads the app with its venv, else the error text."""
+def preflight(release, module, timeout, release_env=False):
+    """None when RELEASE (a path) loads the app with its venv (and, with RELEASE_ENV, its own
+    settings), else the error text."""
     python = os.path.join(release, ".venv", "bin", "python")
     if not os.path.exists(python):
         return "%s does not exist: no release to load" % python
-    env = dict(os.environ, PYTHONPATH=release, PYTHONDONTWRITEBYTECODE="1")
+    env = dict(os.environ, PYTHONPATH=release + ":" + LIB_DIR, PYTHONDONTWRITEBYTECODE="1")
     try:
-        result = subprocess.run([python, "-c", CHECK, module], env=env, capture_output=True,
+        result = subprocess.run([python, "-c", CHECK, module, "1" if release_env else ""], env=env,
+                                capture_output=True,
                                 text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         return "importing %s took more than %d s" % (module, timeout)
@@ -161,7 +170,7 @@ def reload(args, deadline):
         point_link(args.run_dir, current)
         print("uwsgi-reload: %s was staged; the chain reload goes on" % target)
     else:
-        error = preflight(target, args.module, args.timeout)
+        error = preflight(target, args.module, args.timeout, args.release_env)
         if error:
             print("uwsgi-reload: %s in %s cannot be loaded, so the workers keep serving the release "
                   "they have:\n%s" % (args.module, target, error), file=sys.stderr)
@@ -188,6 +197,8 @@ def main():
     parser.add_argument("--run-dir", required=True)
     parser.add_argument("--timeout", type=int, default=120)
     parser.add_argument("--stage", metavar="RELEASE", help="load RELEASE before the switch")
+    parser.add_argument("--release-env", action="store_true",
+                        help="the workers read each release's .weblab/app.env (the pre-flight too)")
     args = parser.parse_args()
     deadline = time.monotonic() + args.timeout
     if args.stage:
