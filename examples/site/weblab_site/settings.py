@@ -204,8 +204,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("DJANGO_LOG_LEVEL", "INFO")},
 }
 
-# weblab_site/settings_local.py, when present (the app role may link shared/settings_local.py
-# there), is applied last: its UPPERCASE names override everything above. A dangling link is an
+# weblab_site/settings_local.py, when present (the app role renders app_settings_local_template
+# there, into each release), is applied last: its UPPERCASE names override everything above. A dangling link is an
 # error, not a silent skip.
 if os.path.lexists(Path(__file__).with_name("settings_local.py")):
     _LOCAL = importlib.import_module("weblab_site.settings_local")
