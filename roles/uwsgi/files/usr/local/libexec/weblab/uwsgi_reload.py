@@ -37,13 +37,13 @@ import time
 # weblab_release_env.py, beside weblab_uwsgi.py.
 LIB_DIR = "/usr/local/lib/weblab-uwsgi"
 
-# What a uWSGI worker does with `module = MODULE:CALLABLE`: (with --release-env, read the
-# release's settings,) import, then take the callable.
+# What a uWSGI worker does with `module = MODULE:CALLABLE`: (given a release, read its
+# settings,) import, then take the callable.
 CHECK = (
-    "import importlib, os, sys\n"
+    "import importlib, sys\n"
     "if sys.argv[2]:\n"
     "    import weblab_release_env\n"
-    "    weblab_release_env.load(os.environ['PYTHONPATH'].split(':')[0])\n"
+    "    weblab_release_env.load(sys.argv[2])\n"
     "module, _, name = sys.argv[1].partition(':')\n"
     "app = getattr(importlib.import_module(module), name or 'application')\n"
     "if not callable(app):\n"
@@ -74,9 +74,8 @@ def preflight(release, module, timeout, release_env=False):
         return "%s does not exist: no release to load" % python
     env = dict(os.environ, PYTHONPATH=release + ":" + LIB_DIR, PYTHONDONTWRITEBYTECODE="1")
     try:
-        result = subprocess.run([python, "-c", CHECK, module, "1" if release_env else ""], env=env,
-                                capture_output=True,
-                                text=True, timeout=timeout, check=False)
+        result = subprocess.run([python, "-c", CHECK, module, release if release_env else ""], env=env,
+                                capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         return "importing %s took more than %d s" % (module, timeout)
     if result.returncode != 0:
