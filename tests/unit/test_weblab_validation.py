@@ -29,6 +29,18 @@ BAD_INPUT = [
     pytest.param({"weblab_tls_certificate": "-----BEGIN CERTIFICATE-----"}, "weblab_tls_certificate_key",
                  id="certificate-without-key"),
     pytest.param({"weblab_app_environment": ["DEBUG=1"]}, "weblab_app_environment", id="environment-not-a-dict"),
+    # The task queue's values.
+    pytest.param({"weblab_tq_app_name": "weblab"}, "weblab_tq_app_name", id="task-queue-named-as-the-site"),
+    pytest.param({"weblab_tq_source": "svn"}, "weblab_tq_source", id="task-queue-unknown-source"),
+    pytest.param({"weblab_tq_deploy_path": "srv/tq"}, "weblab_tq_deploy_path", id="task-queue-path-relative"),
+    pytest.param({"weblab_tq_celery_module": "task queue"}, "weblab_tq_celery_module", id="celery-module-with-space"),
+    pytest.param({"weblab_tq_queue": "experiments queue"}, "weblab_tq_queue", id="queue-with-space"),
+    pytest.param({"weblab_tq_server_names": []}, "weblab_tq_server_names", id="task-queue-no-server-name"),
+    pytest.param({"weblab_results_url": "tq-site/api/results/"}, "weblab_results_url", id="results-url-no-scheme"),
+    pytest.param({"weblab_broker_port": 0}, "weblab_broker_port", id="broker-port-zero"),
+    pytest.param({"weblab_address": "lab.example.org"}, "weblab_address", id="address-not-an-ip"),
+    pytest.param({"weblab_broker_consumer_timeout": "long"}, "weblab_broker_consumer_timeout",
+                 id="consumer-timeout-not-a-number"),
 ]
 
 
