@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import uuid
 from pathlib import Path
 from unittest import mock
 
@@ -27,7 +28,7 @@ from django.db.utils import ConnectionHandler
 from django.test import Client, SimpleTestCase, TestCase, override_settings
 
 from lab import health
-from lab.models import Experiment
+from lab.models import Experiment, Result
 from weblab_site.release import detect_release
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -329,6 +330,133 @@ class HealthCommandTests(QuietRequestLogs, TestCase):
             call_command("health", host="evil.example.com", stdout=_Output())
 
 
+RESULTS_TOKEN = "results-token-for-tests-0123456789"
+
+
+def a_result(**fields):
+    """A result as a task-queue worker posts it."""
+    body = {
+        "experiment": str(uuid.uuid4()),
+        "status": "done",
+        "release": "20250101T120000-worker",
+        "worker_host": "worker-1",
+        "output_sha256": "ab" * 32,
+        "summary": {"model": "cooling", "steps": 4, "outputs": {"temperature": {"first": 90.0, "last": 23.5}}},
+    }
+    body.update(fields)
+    return body
+
+
+@override_settings(RESULTS_TOKEN=RESULTS_TOKEN)
+class ResultsApiTests(QuietRequestLogs, TestCase):
+    client_class = HttpsClient
+
+    def setUp(self):
+        super().setUp()
+        cache.clear()
+
+    def post(self, body, token=RESULTS_TOKEN, client=None):
+        headers = {"Authorization": "Bearer %s" % token} if token is not None else {}
+        data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+        return (client or self.client).post("/api/results/", data=data, content_type="application/json", headers=headers)
+
+    def test_first_delivery_creates_then_repeats_update_and_count(self):
+        body = a_result()
+        first = self.post(body)
+        self.assertEqual(first.status_code, 201)
+        self.assertEqual(first.json(), {"experiment": body["experiment"], "deliveries": 1, "created": True})
+        received = Result.objects.get().received
+        again = self.post(dict(body, release="r-second", output_sha256="cd" * 32))
+        self.assertEqual(again.status_code, 200)
+        self.assertEqual(again.json(), {"experiment": body["experiment"], "deliveries": 2, "created": False})
+        result = Result.objects.get()
+        self.assertEqual((str(result.experiment), result.status, result.release, result.output_sha256, result.deliveries),
+                         (body["experiment"], "done", "r-second", "cd" * 32, 2))
+        self.assertEqual(result.summary, body["summary"])
+        self.assertGreaterEqual(result.received, received)
+        self.assertEqual(self.post(body).json()["deliveries"], 3)
+        self.assertEqual(Result.objects.count(), 1)
+
+    def test_token_is_required(self):
+        for token in (None, "wrong", RESULTS_TOKEN[:-1], ""):
+            with self.subTest(token=token):
+                response = self.post(a_result(), token=token)
+                self.assertEqual(response.status_code, 401)
+                self.assertEqual(response["WWW-Authenticate"], 'Bearer realm="results"')
+        response = self.client.post("/api/results/", data=json.dumps(a_result()), content_type="application/json",
+                                    headers={"Authorization": "Basic %s" % RESULTS_TOKEN})
+        self.assertEqual(response.status_code, 401)
+        self.assertFalse(Result.objects.exists())
+
+    def test_without_a_configured_token_the_endpoint_is_disabled(self):
+        with override_settings(RESULTS_TOKEN=""):
+            self.assertEqual(self.post(a_result(), token="").status_code, 404)
+            self.assertEqual(self.post(a_result(), token="anything").status_code, 404)
+        self.assertFalse(Result.objects.exists())
+
+    def test_csrf_exempt(self):
+        client = HttpsClient(enforce_csrf_checks=True)
+        self.assertEqual(self.post(a_result(), client=client).status_code, 201)
+
+    def test_other_methods_are_refused(self):
+        response = self.client.get("/api/results/", headers={"Authorization": "Bearer %s" % RESULTS_TOKEN})
+        self.assertEqual(response.status_code, 405)
+        self.assertEqual(response["Allow"], "POST")
+
+    def test_validation_errors_name_the_fields(self):
+        cases = [
+            (a_result(experiment="not-a-uuid"), {"experiment"}),
+            (a_result(experiment=None), {"experiment"}),
+            (a_result(status="exploded"), {"status"}),
+            (a_result(release="r" * 101), {"release"}),
+            (a_result(output_sha256="ABC"), {"output_sha256"}),
+            (a_result(summary=[1, 2]), {"summary"}),
+            ({}, {"experiment", "status"}),
+        ]
+        for body, fields in cases:
+            with self.subTest(body=body):
+                response = self.post(body)
+                self.assertEqual(response.status_code, 400)
+                self.assertEqual(set(response.json()["errors"]), fields)
+        for raw in ("{broken", "[1]", "x" * (65 * 1024)):
+            with self.subTest(raw=raw[:10]):
+                self.assertEqual(set(self.post(raw).json()["errors"]), {"body"})
+        self.assertFalse(Result.objects.exists())
+
+    def test_result_page_is_public_json(self):
+        body = a_result()
+        self.post(body)
+        response = self.client.get("/results/%s/" % body["experiment"])
+        self.assertEqual(response.status_code, 200)
+        shown = response.json()
+        self.assertEqual({key: shown[key] for key in ("experiment", "status", "release", "output_sha256", "summary", "deliveries")},
+                         {"experiment": body["experiment"], "status": "done", "release": body["release"],
+                          "output_sha256": body["output_sha256"], "summary": body["summary"], "deliveries": 1})
+        self.assertIn("received", shown)
+        self.assertNotIn(RESULTS_TOKEN, response.content.decode())
+        self.assertEqual(self.client.get("/results/%s/" % uuid.uuid4()).status_code, 404)
+        self.assertEqual(self.client.post("/results/%s/" % body["experiment"]).status_code, 405)
+
+    @override_settings(SECURE_SSL_REDIRECT=True)
+    def test_plain_http_is_redirected(self):
+        self.assertEqual(self.post(a_result(), client=Client()).status_code, 301)
+
+    def test_index_lists_results_and_shows_new_ones_at_once(self):
+        self.assertContains(self.client.get("/"), "No results yet.")
+        body = a_result()
+        self.post(body)
+        page = self.client.get("/")
+        self.assertContains(page, '<a href="/results/%s/">%s</a>' % (body["experiment"], body["experiment"]), html=False)
+        self.assertContains(page, "cooling")
+        # A repeat delivery changes the latest delivery time: the fragment renders anew.
+        self.post(dict(body, release="r-redelivered"))
+        self.assertContains(self.client.get("/"), "r-redelivered")
+        # A cache hit runs only the one query that builds both fragments' keys.
+        with self.assertNumQueries(1):
+            self.client.get("/")
+
+
+
 class _Output:
     """A stdout for call_command that keeps what was written."""
 
@@ -371,6 +499,7 @@ print(json.dumps({
     "ssl_redirect": settings.SECURE_SSL_REDIRECT, "hsts": settings.SECURE_HSTS_SECONDS,
     "silenced": settings.SILENCED_SYSTEM_CHECKS, "release": settings.WEBLAB_RELEASE,
     "proxy_header": getattr(settings, "SECURE_PROXY_SSL_HEADER", None),
+    "results_token": settings.RESULTS_TOKEN,
 }))
 """
 
@@ -431,6 +560,10 @@ class SettingsFromEnvironmentTests(SimpleTestCase):
         self.assertEqual(values["allowed_hosts"], ["localhost", "127.0.0.1"])
         self.assertEqual(values["engine"], "django.db.backends.sqlite3")
 
+    def test_results_token_from_environment(self):
+        self.assertEqual(self.settings_for(DJANGO_SECRET_KEY=SECRET)["results_token"], "")
+        self.assertEqual(self.settings_for(DJANGO_SECRET_KEY=SECRET, DJANGO_RESULTS_TOKEN="tok en")["results_token"], "tok en")
+
     def test_release_from_environment(self):
         self.assertEqual(self.settings_for(DJANGO_DEBUG="1", WEBLAB_RELEASE="r-env")["release"], "r-env")
 
@@ -488,6 +621,15 @@ class DeployedReleaseTests(SimpleTestCase):
         self.manage("check", "--deploy", "--fail-level", "WARNING")
         body = json.loads(self.manage("health"))
         self.assertEqual(body, {"release": "20250101T120000-abc1234", "database": True, "cache": True, "status": "ok"})
+
+    def test_results_migration_applies_to_an_existing_database(self):
+        self.manage("migrate", "--noinput", "lab", "0001")
+        script = "import django; django.setup(); from lab.models import Experiment; Experiment.objects.create(name='before 0002')"
+        result = run_python(["-c", script], dict(self.environ, DJANGO_SETTINGS_MODULE="weblab_site.settings"), self.root / "current")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("Applying lab.0002_result... OK", self.manage("migrate", "--noinput"))
+        self.assertIn("[X] 0002_result", self.manage("showmigrations", "lab"))
+        self.assertIn("before 0002", self.manage("shell", "-c", "from lab.models import Experiment; print(Experiment.objects.get().name)"))
 
     def test_settings_local_from_shared_is_applied(self):
         shared = self.root / "shared" / "settings_local.py"

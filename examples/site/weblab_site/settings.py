@@ -192,6 +192,10 @@ X_FRAME_OPTIONS = "DENY"
 
 SILENCED_SYSTEM_CHECKS = env_list("DJANGO_SILENCED_CHECKS")
 
+# Bearer token the task queue's workers send with each result (POST /api/results/); empty:
+# the endpoint is disabled and answers 404. Taken as written, like the database password.
+RESULTS_TOKEN = os.environ.get("DJANGO_RESULTS_TOKEN", "")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
