@@ -1,0 +1,296 @@
+"""The task queue end to end across four hosts: experiments scheduled through the front end's
+REST API (nginx on tq-frontend) run on the worker (tq-worker), write their output files there
+and reach the site (tq-site) over HTTPS; cancelled ones never run; the broker (tq-broker) lets
+only the app's user in, on its own vhost, on its private address; 200 experiments complete
+exactly once while the worker is redeployed and a pool process is killed."""
+
+import hashlib
+import json
+import pathlib
+import shutil
+import subprocess
+import tempfile
+import time
+
+import pytest
+import testinfra
+import yaml
+from weblab_testinfra import INVENTORY, PROJECT, assert_no_secret_in_vvv, superuser_sql
+
+SCENARIO = pathlib.Path(PROJECT) / "molecule" / "task_queue"
+VARS = yaml.safe_load((SCENARIO / "molecule.yml").read_text())["provisioner"]["inventory"]["group_vars"]["all"]
+FRONTEND_NAME = VARS["weblab_tq_server_names"][0]
+SITE_NAME = VARS["weblab_server_names"][0]
+DATA = "/srv/taskqueue/shared/data/experiments"
+PROTOCOL = "input a = 2\noutput y = a * t\nsimulate 4\n"
+WORKERS_PLAYBOOK = "weblab.stack.workers"
+
+# Run by the hosts' own Python: an HTTPS request, verified against the system's CAs unless
+# --insecure (the front end's certificate is self-signed by nginx's role); prints status and body.
+CLIENT = r'''
+import json, ssl, sys, urllib.error, urllib.request
+method, url, token, body, insecure = sys.argv[1:6]
+ctx = ssl._create_unverified_context() if insecure == "1" else ssl.create_default_context()
+headers = {"Content-Type": "application/json"}
+if token:
+    headers["Authorization"] = "Bearer " + token
+requests = json.loads(body) if body.startswith("[") else [body]
+for one in requests:
+    data = None if one in ("", None) else (one if isinstance(one, str) else json.dumps(one)).encode()
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(req, context=ctx, timeout=30) as answer:
+            print(json.dumps([answer.status, answer.read().decode()]))
+    except urllib.error.HTTPError as error:
+        print(json.dumps([error.code, error.read().decode()]))
+'''
+
+
+def get_host(name):
+    return testinfra.get_host(f"ansible://{name}?ansible_inventory={INVENTORY}")
+
+
+@pytest.fixture(scope="module")
+def frontend():
+    return get_host("tq-frontend-debian12")
+
+
+@pytest.fixture(scope="module")
+def worker():
+    return get_host("tq-worker-debian12")
+
+
+@pytest.fixture(scope="module")
+def site():
+    return get_host("tq-site-debian12")
+
+
+@pytest.fixture(scope="module")
+def broker():
+    return get_host("tq-broker-debian12")
+
+
+def journal(host, unit="celery-taskqueue-experiments.service"):
+    return host.run("journalctl -u %s --no-pager -n 40", unit).stdout
+
+
+def http(host, method, url, body="", token="", insecure=False):
+    """[(status, parsed JSON or text)] of one request (body a JSON document) or several (body a
+    JSON list of documents), sent from HOST."""
+    host.run("cat > /tmp/weblab_client.py <<'EOF'\n%s\nEOF" % CLIENT)
+    out = host.run("python3 /tmp/weblab_client.py %s %s %s %s %s", method, url, token, body, "1" if insecure else "0")
+    assert out.rc == 0, out.stderr
+    answers = []
+    for line in out.stdout.splitlines():
+        status, text = json.loads(line)
+        try:
+            answers.append((status, json.loads(text)))
+        except ValueError:
+            answers.append((status, text))
+    return answers
+
+
+def api(frontend, method, path, payload=None, many=None):
+    """The front end's API through nginx (HTTPS, its server name), with the API token."""
+    body = json.dumps(many) if many is not None else ("" if payload is None else json.dumps(payload))
+    answers = http(frontend, method, f"https://{FRONTEND_NAME}{path}", body, VARS["weblab_tq_api_token"], insecure=True)
+    return answers if many is not None else answers[0]
+
+
+def schedule(frontend, duration, count=None):
+    experiment = {"model": "linear", "protocol": PROTOCOL, "duration": duration}
+    if count is None:
+        status, body = api(frontend, "POST", "/api/experiments/", experiment)
+        assert status == 202, body
+        return body["id"]
+    answers = api(frontend, "POST", "/api/experiments/", many=[experiment] * count)
+    assert all(status == 202 for status, _ in answers), answers[:3]
+    return [body["id"] for _, body in answers]
+
+
+def experiment(frontend, ident):
+    status, body = api(frontend, "GET", f"/api/experiments/{ident}/")
+    assert status == 200, body
+    return body
+
+
+def wait_for(what, check, timeout, host=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.5)
+    pytest.fail(f"timed out after {timeout} s waiting for {what}\n" + (journal(host) if host else ""), pytrace=False)
+
+
+def tq_sql(site, query):
+    return superuser_sql(site, query, database="taskqueue")
+
+
+def test_scheduled_experiment_runs_on_the_worker(frontend, worker):
+    ident = schedule(frontend, 0.5)
+    done = wait_for("the experiment to finish", lambda: (e := experiment(frontend, ident))["status"] == "done" and e,
+                    60, worker)
+    assert done["worker_host"] == worker.check_output("hostname"), done
+    assert done["worker_release"] == worker.check_output("basename $(readlink /srv/taskqueue/current)"), done
+    output = worker.file(f"{DATA}/{ident}/output.csv")
+    assert output.is_file and output.user == "taskqueue-run", output.path
+    assert hashlib.sha256(output.content).hexdigest() == done["output_sha256"]
+
+
+def test_result_reaches_the_site(frontend, site, worker):
+    ident = schedule(frontend, 0.2)
+    wait_for("the experiment to finish", lambda: experiment(frontend, ident)["status"] == "done", 60, worker)
+    # Verified HTTPS: the site's certificate is signed by the test CA every host trusts.
+    [(status, result)] = http(site, "GET", f"https://{SITE_NAME}/results/{ident}/")
+    assert status == 200, result
+    assert result["status"] == "done" and result["deliveries"] == 1, result
+    assert result["output_sha256"] == experiment(frontend, ident)["output_sha256"]
+
+
+def test_cancelled_queued_experiment_never_runs(frontend, worker, site):
+    # The two pool processes are busy with these, so the third waits in the queue.
+    busy = schedule(frontend, 6, count=2)
+    wait_for("both pool processes to be busy",
+             lambda: all(experiment(frontend, each)["status"] == "running" for each in busy), 60, worker)
+    queued = schedule(frontend, 0.2)
+    status, body = api(frontend, "POST", f"/api/experiments/{queued}/cancel/")
+    assert (status, body["previous"]) == (200, "queued"), body
+    wait_for("the busy experiments to finish",
+             lambda: all(experiment(frontend, each)["status"] == "done" for each in busy), 60, worker)
+    time.sleep(3)
+    cancelled = experiment(frontend, queued)
+    assert cancelled["status"] == "cancelled" and cancelled["started_at"] is None, cancelled
+    assert not worker.file(f"{DATA}/{queued}").exists
+    [(status, _)] = http(site, "GET", f"https://{SITE_NAME}/results/{queued}/")
+    assert status == 404
+
+
+def test_cancelled_running_experiment_stops(frontend, worker):
+    ident = schedule(frontend, 30)
+    wait_for("the experiment to start", lambda: experiment(frontend, ident)["status"] == "running", 60, worker)
+    status, body = api(frontend, "POST", f"/api/experiments/{ident}/cancel/")
+    assert (status, body["previous"]) == (200, "running"), body
+    time.sleep(5)
+    stopped = experiment(frontend, ident)
+    assert stopped["status"] == "cancelled" and stopped["completions"] == 0, stopped
+    assert not worker.file(f"{DATA}/{ident}/output.csv").exists
+
+
+def amqp(worker, url):
+    """Connect to the broker from the worker with the task code's own client library."""
+    return worker.run(
+        "/srv/taskqueue/current/.venv/bin/python -c %s %s",
+        "import sys, kombu; kombu.Connection(sys.argv[1], connect_timeout=10).ensure_connection(max_retries=1); print('in')",
+        url)
+
+
+def broker_address(broker):
+    return broker.check_output("hostname -I").split()[0]
+
+
+def test_app_user_connects_to_its_vhost(worker, broker):
+    url = f"amqp://taskqueue:{VARS['weblab_broker_password']}@{broker_address(broker)}:5672/taskqueue"
+    out = amqp(worker, url)
+    assert out.rc == 0 and out.stdout.strip() == "in", out.stderr[-1000:]
+
+
+def test_guest_cannot_connect_to_the_broker(worker, broker):
+    out = amqp(worker, f"amqp://guest:guest@{broker_address(broker)}:5672//")
+    assert out.rc != 0 and "ACCESS_REFUSED" in out.stderr, out.stdout + out.stderr[-1000:]
+
+
+def test_broker_refuses_the_app_user_on_another_vhost(worker, broker):
+    out = amqp(worker, f"amqp://taskqueue:{VARS['weblab_broker_password']}@{broker_address(broker)}:5672//")
+    assert out.rc != 0 and "NOT_ALLOWED" in out.stderr, out.stdout + out.stderr[-1000:]
+
+
+def test_broker_listens_on_its_private_address_only(broker):
+    listening = broker.check_output("ss -Htln sport = :5672").split("\n")
+    addresses = sorted(line.split()[3] for line in listening if line.strip())
+    assert addresses == [f"{broker_address(broker)}:5672"], listening
+
+
+def test_database_accepts_the_task_queue_only_from_its_hosts(site):
+    hba = superuser_sql(site, "SELECT address || '/' || netmask, user_name::text FROM pg_hba_file_rules "
+                              "WHERE database::text = '{taskqueue}'")
+    assert len(hba.splitlines()) == 2 and all("{taskqueue}" in line for line in hba.splitlines()), hba
+
+
+@pytest.fixture(scope="module")
+def redeploy_under_load(frontend, worker, site, tmp_path_factory):
+    """200 experiments scheduled; while they run the workers playbook deploys a changed copy of
+    the task code (with -vvv) and one pool process is killed with SIGKILL. Returns what the
+    tests look at."""
+    source = tmp_path_factory.mktemp("taskqueue") / "taskqueue"
+    shutil.copytree(pathlib.Path(PROJECT) / "examples" / "taskqueue", source)
+    with open(source / "experiments" / "tasks.py", "a", encoding="utf-8") as handle:
+        handle.write("\n# Redeployed by molecule/task_queue's test.\n")
+    old_release = worker.check_output("basename $(readlink /srv/taskqueue/current)")
+    ids = schedule(frontend, 1.0, count=200)
+    log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
+    argv = ["ansible-playbook", "-i", INVENTORY, "--limit", "tq-worker-debian12", "-vvv",
+            "-e", json.dumps({"weblab_tq_test_source": str(source)}), WORKERS_PLAYBOOK]
+    deploy = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, text=True)
+    try:
+        main_pid = worker.check_output("systemctl show -p MainPID --value celery-taskqueue-experiments.service")
+        children = wait_for("the pool processes", lambda: worker.run("pgrep -P %s", main_pid).stdout.split(), 30, worker)
+        killed = worker.run("kill -KILL %s", children[0])
+        assert killed.rc == 0, killed.stderr
+        rc = deploy.wait(timeout=900)
+    finally:
+        if deploy.poll() is None:
+            deploy.kill()
+    log.seek(0)
+    output = log.read()
+    assert rc == 0, output[-3000:]
+    new_release = worker.check_output("basename $(readlink /srv/taskqueue/current)")
+    restarted = worker.check_output(
+        "date -d \"$(systemctl show -p ActiveEnterTimestamp --value celery-taskqueue-experiments.service)\" +%s")
+    id_list = ",".join(f"'{each}'" for each in ids)
+    wait_for("the 200 experiments to finish",
+             lambda: tq_sql(site, f"SELECT count(*) FROM experiments_experiment WHERE id IN ({id_list}) "
+                                  "AND status IN ('done', 'failed')") == "200", 600, worker)
+    rows = tq_sql(site, "SELECT id, status, completions, worker_release, extract(epoch FROM started_at) "
+                        f"FROM experiments_experiment WHERE id IN ({id_list})")
+    results = superuser_sql(site, "SELECT experiment, deliveries FROM lab_result "
+                                  f"WHERE experiment IN ({id_list})", database="weblab")
+    return {"ids": ids, "old": old_release, "new": new_release, "restarted": int(restarted),
+            "rows": [line.split("|") for line in rows.splitlines()],
+            "results": [line.split("|") for line in results.splitlines()],
+            "output": output, "killed": children[0]}
+
+
+def test_redeploy_under_load_switches_the_worker_to_the_new_release(redeploy_under_load):
+    assert redeploy_under_load["new"] != redeploy_under_load["old"]
+
+
+def test_every_experiment_completes_exactly_once(redeploy_under_load):
+    rows = redeploy_under_load["rows"]
+    assert len(rows) == 200
+    assert [row for row in rows if row[1] != "done" or row[2] != "1"] == []
+
+
+def test_every_result_reaches_the_site_once(redeploy_under_load):
+    results = redeploy_under_load["results"]
+    assert len(results) == 200
+    assert [row for row in results if row[1] != "1"] == []
+
+
+def test_experiments_started_after_the_redeploy_report_the_new_release(redeploy_under_load):
+    after = [row for row in redeploy_under_load["rows"] if float(row[4]) > redeploy_under_load["restarted"] + 1]
+    assert after, "no experiment started after the worker restarted: the test proves nothing"
+    assert {row[3] for row in after} == {redeploy_under_load["new"]}
+
+
+def test_redeploy_shows_no_secret_in_vvv(redeploy_under_load):
+    for name in ("weblab_broker_password", "weblab_tq_db_password", "weblab_results_token", "weblab_tq_api_token",
+                 "weblab_tq_secret_key"):
+        assert VARS[name] not in redeploy_under_load["output"], f"{name} shows in the -vvv output"
+
+
+def test_frontend_deploy_shows_no_secret_in_vvv(frontend):
+    assert_no_secret_in_vvv(frontend, "weblab.stack.task_queue_frontend",
+                            [VARS[name] for name in ("weblab_broker_password", "weblab_tq_db_password",
+                                                     "weblab_tq_api_token", "weblab_tq_secret_key")])
