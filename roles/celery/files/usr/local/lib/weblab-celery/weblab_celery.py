@@ -82,6 +82,11 @@ def load_app(config, release):
     app = find_app(config["app"])
     for name, value in config["settings"].items():
         app.conf[name] = value
+        # An app configured with config_from_object(..., namespace="CELERY") (Django's
+        # settings) reads CELERY_TASK_TIME_LIMIT before task_time_limit: set that one too, or
+        # the app's own value wins.
+        if app.namespace:
+            app.conf["%s_%s" % (app.namespace.upper(), name.upper())] = value
     return app
 
 
@@ -100,7 +105,7 @@ def main(argv):
     config = read_config(argv[1])
     app = load_app(config, os.getcwd())
     command = argv[2:]
-    if command[0] == "worker":
+    if command[0] in ("worker", "beat"):
         check_settings(app, config["settings"])
         print("weblab-celery: %s from %s with %s" % (
             config["app"], os.getcwd(),
