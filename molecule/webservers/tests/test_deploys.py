@@ -12,6 +12,8 @@ gunicorn (Debian 12) runs the steps with preload_app off, then a release with a 
 preload_app on; uWSGI (Debian 13) runs them once. Each step is a module-scoped fixture that
 checks its starting point and keeps what it saw."""
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -36,6 +38,10 @@ ROLLBACK = os.path.join(PROJECT, "playbooks", "rollback.yml")
 NEW_WITHIN = 1.0
 RELOADED = 30.0
 LG = "/root/weblab-loadgen"
+# Held on the controller while a host's deploy runs under load: the hosts are verified side by
+# side (molecule.yml), but never two loads at once (two loads and two deploys overload a 2-core
+# machine); the other host meanwhile runs its steps without load.
+LOAD_LOCK = os.path.join(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY") or "/tmp", "weblab-webservers-load.lock")
 
 
 def live(host):
@@ -72,8 +78,23 @@ def wait_for(host, path, seconds, failure):
         time.sleep(0.1)
 
 
+@contextlib.contextmanager
+def one_load_at_a_time():
+    with open(LOAD_LOCK, "a", encoding="utf-8") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def under_load(host, playbook, **extra_vars):
     """Run PLAYBOOK against HOST while the load generator runs inside it; (rc, output, report)."""
+    with one_load_at_a_time():
+        return _under_load(host, playbook, **extra_vars)
+
+
+def _under_load(host, playbook, **extra_vars):
     name = host.backend.get_hostname()
     subprocess.run(["docker", "cp", LOADGEN, "%s:%s.py" % (name, LG)], check=True)
     host.run("rm -f %s.ready %s.stop %s.json", LG, LG, LG)
