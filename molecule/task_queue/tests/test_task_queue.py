@@ -15,7 +15,7 @@ import time
 import pytest
 import testinfra
 import yaml
-from weblab_testinfra import INVENTORY, PROJECT, superuser_sql
+from weblab_testinfra import INVENTORY, PROJECT, exposure, superuser_sql
 
 SCENARIO = pathlib.Path(PROJECT) / "molecule" / "task_queue"
 VARS = yaml.safe_load((SCENARIO / "molecule.yml").read_text())["provisioner"]["inventory"]["group_vars"]["all"]
@@ -176,6 +176,12 @@ def test_cancelled_running_experiment_stops(frontend, worker):
     stopped = experiment(frontend, ident)
     assert stopped["status"] == "cancelled" and stopped["completions"] == 0, stopped
     assert not worker.file(f"{DATA}/{ident}/output.csv").exists
+
+
+def test_worker_unit_is_hardened(worker):
+    # The celery scenario measures it on Debian 13; this is Debian 12's systemd.
+    score = exposure(worker, "celery-taskqueue-experiments.service")
+    assert score <= 3.0, score
 
 
 def amqp(worker, url):
