@@ -160,27 +160,31 @@ def experiment_cancel(request, experiment_id):
     return JsonResponse({"id": str(experiment.id), "status": Experiment.CANCELLED, "previous": previous, "revoked": revoked})
 
 
+def parse_protocol(request):
+    """(the parsed protocol of the request's JSON body, None), or (None, the 400 answer)."""
+    data, problem = json_body(request)
+    if problem:
+        return None, problem
+    if not isinstance(data.get("protocol"), str):
+        return None, JsonResponse({"errors": {"protocol": "required: the protocol's text"}}, status=400)
+    return protocol_language.parse(data["protocol"]), None
+
+
 @api("POST")
 def protocol_check(request):
     """{"valid": bool, "errors": [{"line", "message"}]} of a protocol."""
-    data, problem = json_body(request)
+    parsed, problem = parse_protocol(request)
     if problem:
         return problem
-    if not isinstance(data.get("protocol"), str):
-        return JsonResponse({"errors": {"protocol": "required: the protocol's text"}}, status=400)
-    parsed = protocol_language.parse(data["protocol"])
     return JsonResponse({"valid": parsed.valid, "errors": parsed.errors})
 
 
 @api("POST")
 def protocol_interface(request):
     """The inputs and outputs (and steps) of a valid protocol; 400 with its errors otherwise."""
-    data, problem = json_body(request)
+    parsed, problem = parse_protocol(request)
     if problem:
         return problem
-    if not isinstance(data.get("protocol"), str):
-        return JsonResponse({"errors": {"protocol": "required: the protocol's text"}}, status=400)
-    parsed = protocol_language.parse(data["protocol"])
     if not parsed.valid:
         return JsonResponse({"errors": {"protocol": "is not valid"}, "protocol_errors": parsed.errors}, status=400)
     return JsonResponse(parsed.interface())

@@ -46,28 +46,16 @@ for one in requests:
 '''
 
 
-def get_host(name):
-    return testinfra.get_host(f"ansible://{name}?ansible_inventory={INVENTORY}")
+def host_fixture(name):
+    """A module-scoped fixture: the testinfra host of the inventory's NAME."""
+    return pytest.fixture(scope="module", name=name.split("-")[1])(
+        lambda: testinfra.get_host(f"ansible://{name}?ansible_inventory={INVENTORY}"))
 
 
-@pytest.fixture(scope="module")
-def frontend():
-    return get_host("tq-frontend-debian12")
-
-
-@pytest.fixture(scope="module")
-def worker():
-    return get_host("tq-worker-debian12")
-
-
-@pytest.fixture(scope="module")
-def site():
-    return get_host("tq-site-debian12")
-
-
-@pytest.fixture(scope="module")
-def broker():
-    return get_host("tq-broker-debian12")
+frontend_host = host_fixture("tq-frontend-debian12")
+worker_host = host_fixture("tq-worker-debian12")
+site_host = host_fixture("tq-site-debian12")
+broker_host = host_fixture("tq-broker-debian12")
 
 
 def journal(host, unit="celery-taskqueue-experiments.service"):
