@@ -167,7 +167,7 @@ def broken_files():
 
 
 def c_files():
-    return {"lab/migrations/0002_release_c_marker.py":
+    return {"lab/migrations/0900_release_c_marker.py":
             migration("migrations.RunSQL('CREATE TABLE lab_release_c_marker (id int)', "
                       "'DROP TABLE lab_release_c_marker')")}
 
@@ -423,7 +423,8 @@ def test_restore_of_the_dump_of_a_drops_the_schema_of_c(host, step_rollback_from
     rollback.assert_ok()
     restore.assert_ok()
     assert psql(host, "SELECT to_regclass('lab_release_c_marker') IS NULL") == "t"
-    assert psql(host, "SELECT count(*) FROM django_migrations WHERE app = 'lab' AND name LIKE '0002%'") == "0"
+    assert psql(host, "SELECT count(*) FROM django_migrations "
+                      "WHERE app = 'lab' AND name = '0900_release_c_marker'") == "0"
 
 
 def test_site_serves_a_after_the_restore(host, step_rollback_from_c):
