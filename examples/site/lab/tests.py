@@ -456,7 +456,6 @@ class ResultsApiTests(QuietRequestLogs, TestCase):
             self.client.get("/")
 
 
-
 class _Output:
     """A stdout for call_command that keeps what was written."""
 

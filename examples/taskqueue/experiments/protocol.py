@@ -124,7 +124,7 @@ def parse(text):
         def error(message, line_number=number):
             protocol.errors.append({"line": line_number, "message": message})
 
-        keyword, _, rest = line.partition(" ")
+        keyword, rest = line.partition(" ")[::2]
         rest = rest.strip()
         outputs_seen = outputs_seen or keyword == "output"
         if len(line) > MAX_LINE:

@@ -173,7 +173,7 @@ class ProtocolTests(SimpleTestCase):
 
     def test_rows_evaluate_in_order(self):
         rows = list(protocol_language.parse(COOLING).rows())
-        self.assertEqual([t for t, _ in rows], [0.0, 2.0, 4.0, 6.0])
+        self.assertEqual([row[0] for row in rows], [0.0, 2.0, 4.0, 6.0])
         self.assertAlmostEqual(rows[0][1]["temperature"], 90.0)
         self.assertAlmostEqual(rows[1][1]["temperature"], 20 + 70 * 0.36787944117144233)
         self.assertAlmostEqual(rows[3][1]["above"], rows[3][1]["temperature"] - 20)

@@ -26,7 +26,7 @@ MAX_BODY = 256 * 1024
 
 def bearer_token_matches(request, expected):
     """True when the request carries `Authorization: Bearer <expected>` (compared in constant time)."""
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    scheme, token = request.headers.get("Authorization", "").partition(" ")[::2]
     if scheme.lower() != "bearer" or not token.strip() or not expected:
         return False
     return hmac.compare_digest(token.strip().encode("utf-8"), expected.encode("utf-8"))

@@ -271,7 +271,7 @@ def waiting_tasks(host):
     """Two tasks waiting in the queue while the worker is stopped; the worker runs again after."""
     require_running(host)
     host.run("systemctl stop %s", WORKER)
-    texts = [unique("purged") for _ in range(2)]
+    texts = [unique("purged"), unique("purged")]
     try:
         for text in texts:
             send(host, "notes.tasks.add_note", text)

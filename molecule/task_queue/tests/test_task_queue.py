@@ -92,8 +92,8 @@ def schedule(frontend, duration, count=None):
         assert status == 202, body
         return body["id"]
     answers = api(frontend, "POST", "/api/experiments/", many=[experiment] * count)
-    assert all(status == 202 for status, _ in answers), answers[:3]
-    return [body["id"] for _, body in answers]
+    assert all(answer[0] == 202 for answer in answers), answers[:3]
+    return [answer[1]["id"] for answer in answers]
 
 
 def experiment(frontend, ident):
@@ -151,8 +151,8 @@ def test_cancelled_queued_experiment_never_runs(frontend, worker, site):
     cancelled = experiment(frontend, queued)
     assert cancelled["status"] == "cancelled" and cancelled["started_at"] is None, cancelled
     assert not worker.file(f"{DATA}/{queued}").exists
-    [(status, _)] = http(site, "GET", f"https://{SITE_NAME}/results/{queued}/")
-    assert status == 404
+    [(status, body)] = http(site, "GET", f"https://{SITE_NAME}/results/{queued}/")
+    assert status == 404, body
 
 
 def test_cancelled_running_experiment_stops(frontend, worker):
@@ -229,7 +229,11 @@ def redeploy_under_load(frontend, worker, site, tmp_path_factory):
     deploy = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, text=True)
     try:
         main_pid = worker.check_output("systemctl show -p MainPID --value celery-taskqueue-experiments.service")
-        children = wait_for("the pool processes", lambda: worker.run("pgrep -P %s", main_pid).stdout.split(), 30, worker)
+
+        def pool_processes():
+            return worker.run("pgrep -P %s", main_pid).stdout.split()
+
+        children = wait_for("the pool processes", pool_processes, 30, worker)
         killed = worker.run("kill -KILL %s", children[0])
         assert killed.rc == 0, killed.stderr
         rc = deploy.wait(timeout=900)
@@ -283,4 +287,3 @@ def test_redeploy_shows_no_secret_in_vvv(redeploy_under_load):
     for name in ("weblab_broker_password", "weblab_tq_db_password", "weblab_results_token", "weblab_tq_api_token",
                  "weblab_tq_secret_key"):
         assert VARS[name] not in redeploy_under_load["output"], f"{name} shows in the -vvv output"
-

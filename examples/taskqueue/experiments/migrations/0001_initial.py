@@ -19,7 +19,10 @@ class Migration(migrations.Migration):
                 ('model', models.CharField(max_length=64)),
                 ('protocol', models.TextField()),
                 ('duration', models.FloatField(default=0, help_text='seconds the computation is spread over, 0 to 600')),
-                ('status', models.CharField(choices=[('queued', 'queued'), ('running', 'running'), ('done', 'done'), ('failed', 'failed'), ('cancelled', 'cancelled')], db_index=True, default='queued', max_length=16)),
+                ('status', models.CharField(
+                    choices=[('queued', 'queued'), ('running', 'running'), ('done', 'done'), ('failed', 'failed'),
+                             ('cancelled', 'cancelled')],
+                    db_index=True, default='queued', max_length=16)),
                 ('created', models.DateTimeField(auto_now_add=True, db_index=True)),
                 ('started_at', models.DateTimeField(blank=True, null=True)),
                 ('finished_at', models.DateTimeField(blank=True, null=True)),
