@@ -13,7 +13,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 BIN = pathlib.Path(sys.executable).parent
 # Never in the artifact: test harness, inventories, benchmarks, caches and build output.
 EXCLUDED_TOP = {"molecule", "tests", "inventories", "bench", "images", "scripts", ".build", ".venv",
-                ".cache", ".ansible", ".ci", ".config", ".git", ".pytest_cache"}
+                ".cache", ".ansible", ".ci", ".config", ".git", ".pytest_cache",
+                "ansible.cfg", "site.yml", "group_vars"}
 
 
 def run(*argv, cwd, env=None):
