@@ -41,7 +41,7 @@ run sanity sanity
 # waiting on package downloads, systemd and sleeps, so two side by side take far less than one
 # after the other on two cores). Each one's output is printed whole when it ends.
 SOLO=" webservers "
-LONGEST_FIRST="task_queue celery project app backups rabbitmq nginx postgresql common redis memcached"
+LONGEST_FIRST="task_queue site celery project app backups rabbitmq nginx postgresql common redis memcached"
 LANES=2
 logs=.build/logs
 mkdir -p "$logs"

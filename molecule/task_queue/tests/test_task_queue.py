@@ -13,44 +13,15 @@ import tempfile
 import time
 
 import pytest
-import testinfra
 import yaml
+from weblab_lab import FrontEnd, host_fixture, http, wait_for
 from weblab_testinfra import INVENTORY, PROJECT, exposure, superuser_sql
 
 SCENARIO = pathlib.Path(PROJECT) / "molecule" / "task_queue"
 VARS = yaml.safe_load((SCENARIO / "molecule.yml").read_text())["provisioner"]["inventory"]["group_vars"]["all"]
-FRONTEND_NAME = VARS["weblab_tq_server_names"][0]
 SITE_NAME = VARS["weblab_server_names"][0]
 DATA = "/srv/taskqueue/shared/data/experiments"
-PROTOCOL = "input a = 2\noutput y = a * t\nsimulate 4\n"
 WORKERS_PLAYBOOK = "weblab.stack.workers"
-
-# Run by the hosts' own Python: an HTTPS request, verified against the system's CAs unless
-# --insecure (the front end's certificate is self-signed by nginx's role); prints status and body.
-CLIENT = r'''
-import json, ssl, sys, urllib.error, urllib.request
-method, url, token, body, insecure = sys.argv[1:6]
-ctx = ssl._create_unverified_context() if insecure == "1" else ssl.create_default_context()
-headers = {"Content-Type": "application/json"}
-if token:
-    headers["Authorization"] = "Bearer " + token
-requests = json.loads(body) if body.startswith("[") else [body]
-for one in requests:
-    data = None if one in ("", None) else (one if isinstance(one, str) else json.dumps(one)).encode()
-    req = urllib.request.Request(url, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(req, context=ctx, timeout=30) as answer:
-            print(json.dumps([answer.status, answer.read().decode()]))
-    except urllib.error.HTTPError as error:
-        print(json.dumps([error.code, error.read().decode()]))
-'''
-
-
-def host_fixture(name):
-    """A module-scoped fixture: the testinfra host of the inventory's NAME."""
-    return pytest.fixture(scope="module", name=name.split("-")[1])(
-        lambda: testinfra.get_host(f"ansible://{name}?ansible_inventory={INVENTORY}"))
-
 
 frontend_host = host_fixture("tq-frontend-debian12")
 worker_host = host_fixture("tq-worker-debian12")
@@ -58,68 +29,18 @@ site_host = host_fixture("tq-site-debian12")
 broker_host = host_fixture("tq-broker-debian12")
 
 
-def journal(host, unit="celery-taskqueue-experiments.service"):
-    return host.run("journalctl -u %s --no-pager -n 40", unit).stdout
-
-
-def http(host, method, url, body="", token="", insecure=False):
-    """[(status, parsed JSON or text)] of one request (body a JSON document) or several (body a
-    JSON list of documents), sent from HOST."""
-    host.run("cat > /tmp/weblab_client.py <<'EOF'\n%s\nEOF" % CLIENT)
-    out = host.run("python3 /tmp/weblab_client.py %s %s %s %s %s", method, url, token, body, "1" if insecure else "0")
-    assert out.rc == 0, out.stderr
-    answers = []
-    for line in out.stdout.splitlines():
-        status, text = json.loads(line)
-        try:
-            answers.append((status, json.loads(text)))
-        except ValueError:
-            answers.append((status, text))
-    return answers
-
-
-def api(frontend, method, path, payload=None, many=None):
-    """The front end's API through nginx (HTTPS, its server name), with the API token."""
-    body = json.dumps(many) if many is not None else ("" if payload is None else json.dumps(payload))
-    answers = http(frontend, method, f"https://{FRONTEND_NAME}{path}", body, VARS["weblab_tq_api_token"], insecure=True)
-    return answers if many is not None else answers[0]
-
-
-def schedule(frontend, duration, count=None):
-    experiment = {"model": "linear", "protocol": PROTOCOL, "duration": duration}
-    if count is None:
-        status, body = api(frontend, "POST", "/api/experiments/", experiment)
-        assert status == 202, body
-        return body["id"]
-    answers = api(frontend, "POST", "/api/experiments/", many=[experiment] * count)
-    assert all(answer[0] == 202 for answer in answers), answers[:3]
-    return [answer[1]["id"] for answer in answers]
-
-
-def experiment(frontend, ident):
-    status, body = api(frontend, "GET", f"/api/experiments/{ident}/")
-    assert status == 200, body
-    return body
-
-
-def wait_for(what, check, timeout, host=None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.5)
-    pytest.fail(f"timed out after {timeout} s waiting for {what}\n" + (journal(host) if host else ""), pytrace=False)
+@pytest.fixture(scope="module", name="queue")
+def queue_fixture(frontend):
+    return FrontEnd(frontend, VARS)
 
 
 def tq_sql(site, query):
     return superuser_sql(site, query, database="taskqueue")
 
 
-def test_scheduled_experiment_runs_on_the_worker(frontend, worker):
-    ident = schedule(frontend, 0.5)
-    done = wait_for("the experiment to finish", lambda: (e := experiment(frontend, ident))["status"] == "done" and e,
-                    60, worker)
+def test_scheduled_experiment_runs_on_the_worker(queue, worker):
+    ident = queue.schedule(0.5)
+    done = queue.wait_until_done(ident, 60, worker)
     assert done["worker_host"] == worker.check_output("hostname"), done
     assert done["worker_release"] == worker.check_output("basename $(readlink /srv/taskqueue/current)"), done
     output = worker.file(f"{DATA}/{ident}/output.csv")
@@ -127,41 +48,41 @@ def test_scheduled_experiment_runs_on_the_worker(frontend, worker):
     assert hashlib.sha256(output.content).hexdigest() == done["output_sha256"]
 
 
-def test_result_reaches_the_site(frontend, site, worker):
-    ident = schedule(frontend, 0.2)
-    wait_for("the experiment to finish", lambda: experiment(frontend, ident)["status"] == "done", 60, worker)
+def test_result_reaches_the_site(queue, site, worker):
+    ident = queue.schedule(0.2)
+    queue.wait_until_done(ident, 60, worker)
     # Verified HTTPS: the site's certificate is signed by the test CA every host trusts.
     [(status, result)] = http(site, "GET", f"https://{SITE_NAME}/results/{ident}/")
     assert status == 200, result
     assert result["status"] == "done" and result["deliveries"] == 1, result
-    assert result["output_sha256"] == experiment(frontend, ident)["output_sha256"]
+    assert result["output_sha256"] == queue.experiment(ident)["output_sha256"]
 
 
-def test_cancelled_queued_experiment_never_runs(frontend, worker, site):
+def test_cancelled_queued_experiment_never_runs(queue, worker, site):
     # The two pool processes are busy with these, so the third waits in the queue.
-    busy = schedule(frontend, 6, count=2)
+    busy = queue.schedule(6, count=2)
     wait_for("both pool processes to be busy",
-             lambda: all(experiment(frontend, each)["status"] == "running" for each in busy), 60, worker)
-    queued = schedule(frontend, 0.2)
-    status, body = api(frontend, "POST", f"/api/experiments/{queued}/cancel/")
+             lambda: all(queue.experiment(each)["status"] == "running" for each in busy), 60, worker)
+    queued = queue.schedule(0.2)
+    status, body = queue.api("POST", f"/api/experiments/{queued}/cancel/")
     assert (status, body["previous"]) == (200, "queued"), body
     wait_for("the busy experiments to finish",
-             lambda: all(experiment(frontend, each)["status"] == "done" for each in busy), 60, worker)
+             lambda: all(queue.experiment(each)["status"] == "done" for each in busy), 60, worker)
     time.sleep(3)
-    cancelled = experiment(frontend, queued)
+    cancelled = queue.experiment(queued)
     assert cancelled["status"] == "cancelled" and cancelled["started_at"] is None, cancelled
     assert not worker.file(f"{DATA}/{queued}").exists
     [(status, body)] = http(site, "GET", f"https://{SITE_NAME}/results/{queued}/")
     assert status == 404, body
 
 
-def test_cancelled_running_experiment_stops(frontend, worker):
-    ident = schedule(frontend, 30)
-    wait_for("the experiment to start", lambda: experiment(frontend, ident)["status"] == "running", 60, worker)
-    status, body = api(frontend, "POST", f"/api/experiments/{ident}/cancel/")
+def test_cancelled_running_experiment_stops(queue, worker):
+    ident = queue.schedule(30)
+    wait_for("the experiment to start", lambda: queue.experiment(ident)["status"] == "running", 60, worker)
+    status, body = queue.api("POST", f"/api/experiments/{ident}/cancel/")
     assert (status, body["previous"]) == (200, "running"), body
     time.sleep(5)
-    stopped = experiment(frontend, ident)
+    stopped = queue.experiment(ident)
     assert stopped["status"] == "cancelled" and stopped["completions"] == 0, stopped
     assert not worker.file(f"{DATA}/{ident}/output.csv").exists
 
@@ -213,7 +134,7 @@ def test_database_accepts_the_task_queue_only_from_its_hosts(site):
 
 
 @pytest.fixture(scope="module")
-def redeploy_under_load(frontend, worker, site, tmp_path_factory):
+def redeploy_under_load(queue, worker, site, tmp_path_factory):
     """200 experiments scheduled; while they run the workers playbook deploys a changed copy of
     the task code (with -vvv) and one pool process is killed with SIGKILL. Returns what the
     tests look at."""
@@ -222,7 +143,7 @@ def redeploy_under_load(frontend, worker, site, tmp_path_factory):
     with open(source / "experiments" / "tasks.py", "a", encoding="utf-8") as handle:
         handle.write("\n# Redeployed by molecule/task_queue's test.\n")
     old_release = worker.check_output("basename $(readlink /srv/taskqueue/current)")
-    ids = schedule(frontend, 0.6, count=200)
+    ids = queue.schedule(0.6, count=200)
     log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
     argv = ["ansible-playbook", "-i", INVENTORY, "--limit", "tq-worker-debian12", "-vvv",
             "-e", json.dumps({"weblab_tq_test_source": str(source)}), WORKERS_PLAYBOOK]
