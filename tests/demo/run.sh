@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# `make demo-test`: the demo lab end to end, through both entry points.
+#
+#  1. make demo from nothing (demo-down first): four containers converged by the root site.yml
+#  2. the site through its published port: health, a row written through the page's form and
+#     read back from PostgreSQL, an experiment scheduled through the front end's published port,
+#     run by the worker, its result on the site (tests/demo/check_lab.py)
+#  3. make demo again: changed=0 on every host
+#  4. group_vars reach: a copy of the root site.yml with a copy of the root group_vars/ in which
+#     one value is changed (weblab_db_port 5432 -> 5433); converged against inventories/demo,
+#     every role that takes the value has it on the hosts (PostgreSQL listens there, the dumps'
+#     unit, the site's, the front end's and the workers' settings), and the lab still works (2.)
+#  5. Galaxy: the artifact (make build) installed with `ansible-galaxy collection install
+#     --offline` into an empty collections path; from a directory outside the checkout,
+#     `ansible-playbook weblab.stack.site` with ANSIBLE_COLLECTIONS_PATH set to that path only
+#     and an inventory holding the same values (the demo inventory plus the changed root
+#     group_vars of 4., which a Galaxy install does not have): changed=0 on every host, so the
+#     installed collection gives the same lab and the value reached every role through both
+#     entry points; then 2. again
+#  6. make demo-down (WEBLAB_DEMO_KEEP=1 keeps the containers, e.g. to look at a failure)
+# Exits non-zero at the first failure; prints each step's time and the total.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root"
+# As make runs it: the toolchain of .venv, the collection as `make collection` mirrored it.
+export PATH="$root/.venv/bin:$PATH" ANSIBLE_COLLECTIONS_PATH="$root/.build"
+secrets=${WEBLAB_DEMO_SECRETS:-${XDG_CONFIG_HOME:-$HOME/.config}/weblab-stack/demo}
+site_port=${WEBLAB_DEMO_PORT:-8443}
+frontend_port=${WEBLAB_DEMO_FRONTEND_PORT:-8444}
+work=$(mktemp -d "${TMPDIR:-/tmp}/weblab-demo-test.XXXXXX")
+start=$SECONDS step_start=$SECONDS current=""
+times=()
+
+finish() {
+    local rc=$?
+    if [ "${WEBLAB_DEMO_KEEP:-0}" = 1 ]; then
+        echo "demo-test: the containers stay (WEBLAB_DEMO_KEEP=1); make demo-down removes them"
+    else
+        scripts/demo.sh down || rc=1
+    fi
+    rm -rf "$work"
+    [ -z "$current" ] || times+=("$(printf '%-48s %5s s' "$current" $((SECONDS - step_start)))")
+    printf 'demo-test: %s\n' "${times[@]}"
+    if [ "$rc" -eq 0 ]; then
+        echo "demo-test: PASSED in $((SECONDS - start)) s"
+    else
+        echo "demo-test: FAILED after $((SECONDS - start)) s"
+    fi
+    exit "$rc"
+}
+trap finish EXIT
+
+step() {
+    [ -z "$current" ] || times+=("$(printf '%-48s %5s s' "$current" $((SECONDS - step_start)))")
+    current=$1 step_start=$SECONDS
+    printf '\n===== demo-test: %s =====\n' "$1"
+}
+fail() { echo "demo-test: FAIL: $*" >&2; exit 1; }
+
+# changed= of every host in the recap of LOG, as "host=N" lines.
+recap() { awk '/^PLAY RECAP/ {r = 1; next} r && match($0, /changed=[0-9]+/) {
+                   print $1 "=" substr($0, RSTART + 8, RLENGTH - 8)}' "$1"; }
+expect_unchanged() {
+    local log=$1 what=$2
+    recap "$log" | grep -q . || fail "$what: no recap in $log"
+    if recap "$log" | grep -qv '=0$'; then
+        fail "$what changed something: $(recap "$log" | paste -sd' ')"
+    fi
+    echo "demo-test: $what: changed=0 on every host ($(recap "$log" | paste -sd' '))"
+}
+on() { docker exec "weblab-demo-$1" bash -c "$2"; }
+
+step "1. make demo from nothing"
+scripts/demo.sh down
+scripts/demo.sh up
+
+step "2. pages through the published ports"
+python3 tests/demo/check_lab.py "$secrets" "$site_port" "$frontend_port"
+
+step "3. make demo again: no change"
+scripts/demo.sh up
+expect_unchanged .build/demo/converge.log "the second make demo"
+
+step "4. one value changed in the root group_vars"
+mkdir -p "$work/checkout"
+cp site.yml "$work/checkout/"
+cp -r group_vars "$work/checkout/"
+python3 - "$work/checkout/group_vars/all.yml" <<'EOF'
+import sys, yaml
+path = sys.argv[1]
+values = yaml.safe_load(open(path)) or {}
+values["weblab_db_port"] = 5433
+open(path, "w").write("---\n" + yaml.safe_dump(values, default_flow_style=False))
+EOF
+# Outside the checkout: no ansible.cfg there; the collection from .build, as make demo uses it.
+(cd "$work/checkout" &&
+    ANSIBLE_DISPLAY_SKIPPED_HOSTS=false ANSIBLE_PYTHON_INTERPRETER=auto_silent \
+    ansible-playbook -i "$root/inventories/demo" site.yml) | tee "$work/reach.log"
+recap "$work/reach.log"
+# Each role that takes the port has it: PostgreSQL (postgresql), the dumps' unit (backups), the
+# settings of the site, the front end and the workers (app, three times), the workers restarted
+# on them (celery).
+on web 'ss -ltnH "sport = :5433" | grep -q . && ! ss -ltnH "sport = :5432" | grep -q .' ||
+    fail "PostgreSQL does not listen on 5433 (only)"
+on web 'systemctl cat weblab-backup-weblab.service | grep -q -- "--port 5433"' ||
+    fail "the site's dump unit does not use port 5433"
+on web 'grep -qx "DJANGO_DB_PORT=5433" /srv/weblab/current/.weblab/app.env' ||
+    fail "the site's settings do not name port 5433"
+on frontend 'grep -qx "DJANGO_DB_PORT=5433" /srv/taskqueue/current/.weblab/app.env' ||
+    fail "the front end's settings do not name port 5433"
+on worker 'grep -qx "DJANGO_DB_PORT=5433" /srv/taskqueue/current/.weblab/app.env' ||
+    fail "the worker's settings do not name port 5433"
+echo "demo-test: weblab_db_port=5433 reached PostgreSQL, the dumps, the site, the front end and the worker"
+python3 tests/demo/check_lab.py "$secrets" "$site_port" "$frontend_port"
+
+step "5. Galaxy: the artifact installed, weblab.stack.site from outside"
+make --no-print-directory build
+artifact=.build/dist/weblab-stack-$(sed -n 's/^version: *//p' galaxy.yml).tar.gz
+mkdir -p "$work/galaxy/collections" "$work/galaxy/inventory/group_vars/all"
+ANSIBLE_COLLECTIONS_PATH="$work/galaxy/collections" \
+    ansible-galaxy collection install --offline -p "$work/galaxy/collections" "$artifact"
+# The same values: the demo inventory's, then the checkout's (changed) root group_vars, which
+# win as they do beside the root site.yml; the examples are deployed from this checkout.
+cp inventories/demo/hosts.yml "$work/galaxy/inventory/"
+cp inventories/demo/group_vars/all.yml "$work/galaxy/inventory/group_vars/all/10-inventory.yml"
+cp "$work/checkout/group_vars/all.yml" "$work/galaxy/inventory/group_vars/all/20-checkout.yml"
+printf -- '---\ndemo_checkout: %s\n' "$root" >"$work/galaxy/inventory/group_vars/all/30-paths.yml"
+cd "$work/galaxy"
+export ANSIBLE_COLLECTIONS_PATH="$work/galaxy/collections"
+installed=$(ansible-galaxy collection list weblab.stack 2>/dev/null | sed -n 's/^# //p' | head -n1)
+[ "$installed" = "$work/galaxy/collections/ansible_collections" ] ||
+    fail "weblab.stack is found in '$installed', not the temp collections path"
+ANSIBLE_DISPLAY_SKIPPED_HOSTS=false ANSIBLE_PYTHON_INTERPRETER=auto_silent \
+    ansible-playbook -i inventory weblab.stack.site | tee "$work/galaxy.log"
+cd "$root"
+export ANSIBLE_COLLECTIONS_PATH="$root/.build"
+expect_unchanged "$work/galaxy.log" "weblab.stack.site from the installed artifact"
+python3 tests/demo/check_lab.py "$secrets" "$site_port" "$frontend_port"
+
+step "6. make demo-down"
+# (finish, on exit)
