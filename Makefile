@@ -95,3 +95,10 @@ demo-down:
 # offline and run from outside the checkout with no change, then demo-down.
 demo-test: venv engine collection
 	@tests/demo/run.sh
+
+# `vagrant up --provider=docker` of the whole lab on one machine, provisioned by Vagrant's
+# ansible provisioner (Vagrantfile, docs/vagrant.md), checked through nginx, then destroyed
+# (scripts/vagrant-test.sh). Not part of `make test`.
+.PHONY: vagrant-test
+vagrant-test: venv images collection
+	@scripts/vagrant-test.sh
