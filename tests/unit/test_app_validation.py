@@ -22,8 +22,13 @@ BAD_INPUT = [
     pytest.param({"app_wsgi_application": "site.wsgi"}, "app_wsgi_application", id="wsgi-without-attribute"),
     pytest.param({"app_django_check_fail_level": "LOUD"}, "app_django_check_fail_level", id="unknown-fail-level"),
     pytest.param({"app_backup_before_migrate": True}, "app_backup_database", id="dump-without-database"),
+    pytest.param({"app_backup_before_migrate": True, "app_backup_database": "lab", "app_backup_port": 5432},
+                 "app_backup_dir", id="dump-without-dir"),
+    pytest.param({"app_backup_before_migrate": True, "app_backup_database": "lab", "app_backup_dir": "/srv/dumps"},
+                 "app_backup_port", id="dump-without-port"),
     pytest.param({"app_backup_dir": "backups"}, "app_backup_dir", id="dump-dir-not-absolute"),
     pytest.param({"app_backup_port": "db"}, "app_backup_port", id="dump-port-not-a-number"),
+    pytest.param({"app_backup_port": 70000}, "app_backup_port", id="dump-port-out-of-range"),
     pytest.param({"app_runtime_user": "weblab"}, "app_runtime_user", id="runtime-user-owns-the-code"),
     pytest.param({"app_static_group": "weblab"}, "app_static_group", id="static-group-reads-settings"),
     pytest.param({"app_runtime_writable_paths": ["/var/lib/x"]}, "app_runtime_writable_paths",
@@ -61,6 +66,12 @@ def test_environment_values_stay_out_of_the_error(run_role):
 def test_good_input_passes_validation(run_role):
     result = run_role("app", dict(GOOD, app_environment={"DJANGO_DEBUG": "0"}, app_shared_paths=["media"]),
                       "--tags", "app_validate")
+    assert result.returncode == 0, result.output
+
+
+def test_pre_migration_dump_with_its_database_dir_and_port_passes_validation(run_role):
+    result = run_role("app", dict(GOOD, app_backup_before_migrate=True, app_backup_database="lab",
+                                  app_backup_dir="/srv/dumps", app_backup_port=5433), "--tags", "app_validate")
     assert result.returncode == 0, result.output
 
 

@@ -120,3 +120,16 @@ def test_restore_lists_the_dumps_found_truthfully(run_role, tmp_path):
     assert "labdata-20250101T020000Z-nightly.dump (verified, label nightly)" in message, message
     assert "labdata-20250102T020000Z.dump (verified, no label)" in message, message
     assert "labdata-20250103T020000Z-nightly.dump (metadata does not say verified)" in message, message
+
+
+def test_restore_of_one_of_several_databases_asks_for_restore_database(run_role):
+    """restore.yml maps its extra var restore_database onto backups_restore_database: the refusal
+    where the host keeps several databases names the extra var to give."""
+    result = run_role("backups", {
+        "backups_databases": [{"name": "labdata"}, {"name": "labtasks"}],
+        "backups_restore_confirm": True,
+        "ansible_become": False,
+    }, entry_point="restore")
+    assert result.returncode != 0, result.output
+    assert any("backups_restore_database" in msg and "-e restore_database=NAME" in msg
+               for msg in result.messages), result.output

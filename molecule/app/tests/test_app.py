@@ -253,7 +253,7 @@ def step_rollback_from_c(host, step_c):
         with open(groups, "w", encoding="utf-8") as handle:
             json.dump({"databases": {"hosts": {host.backend.get_hostname(): {}}}}, handle)
         restore = Step(*run_playbook(os.path.join(PROJECT, "playbooks", "restore.yml"), "-i", groups, host=host,
-                                     confirm_restore="yes", label=release_name(), database="labsite"))
+                                     restore_confirm="yes", restore_label=release_name(), restore_database="labsite"))
     return rollback, restore
 
 
@@ -415,7 +415,7 @@ def test_rollback_from_c_names_the_dump_to_restore(host, step_rollback_from_c):
     rollback = step_rollback_from_c[0]
     rollback.assert_ok()
     assert live(host) == release_name()
-    assert f"label={release_name()}" in rollback.output, rollback.output
+    assert f"restore_label={release_name()}" in rollback.output, rollback.output
 
 
 def test_restore_of_the_dump_of_a_drops_the_schema_of_c(host, step_rollback_from_c):

@@ -7,7 +7,9 @@ it needs from the host (the status file names the timer's last dump) or makes it
 shared between tests in this file: any test runs alone, or fails saying why it cannot.
 Damaged dumps and a restore that fails midway must leave the database alone; the timer must
 fire on its own. Playbooks run with ansible-playbook against the Molecule inventory, limited to
-the host under test unless a test says otherwise.
+the host under test unless a test says otherwise. The playbooks take the port, the backup
+directory and the databases from the lab's weblab_* values (non-default here: ../molecule.yml):
+their dumps must land in BACKUP_DIR and their restores find them there.
 """
 
 import hashlib
@@ -22,9 +24,14 @@ from weblab_testinfra import INVENTORY, PROJECT, run_playbook, superuser_sql
 
 PLAYBOOKS = os.path.join(PROJECT, "playbooks")
 STEPS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "steps")
-BACKUP_DIR = "/var/backups/postgresql"
+# weblab_backup_dir and weblab_db_port of ../molecule.yml.
+BACKUP_DIR = "/srv/pg-dumps"
+PORT = 5433
 STATUS_DIR = "/var/lib/weblab-stack/backups"
 DB = "labdata"
+# The first databases host of a lab with workers: it keeps the task queue's database (labnotes)
+# as well; the playbooks see only labdata on the other host.
+TQ_HOST, TQ_DB = "backups-debian12", "labnotes"
 APP = ("labdata", "molecule-db-secret")
 SERVICE = f"weblab-backup-{DB}.service"
 TIMER = f"weblab-backup-{DB}.timer"
@@ -45,13 +52,13 @@ def database_hosts():
 
 
 def sql(host, query, database=DB):
-    return superuser_sql(host, query, database)
+    return superuser_sql(host, query, database, PORT)
 
 
 def app_sql(host, query, database=DB):
     """psql as the app's user over TCP with its password, as the app connects."""
-    return host.run("PGPASSWORD=%s psql -X -w -At -v ON_ERROR_STOP=1 -h 127.0.0.1 -U %s -d %s -c %s",
-                    APP[1], APP[0], database, query)
+    return host.run("PGPASSWORD=%s psql -X -w -At -v ON_ERROR_STOP=1 -h 127.0.0.1 -p %s -U %s -d %s -c %s",
+                    APP[1], str(PORT), APP[0], database, query)
 
 
 def rows(host):
@@ -197,10 +204,11 @@ def test_rows_are_written(host):
 
 
 def test_an_empty_database_dumps(host):
-    out = host.run("runuser -u postgres -- createdb labempty && runuser -u postgres -- mkdir -p /tmp/empty-dumps && "
-                   "runuser -u postgres -- python3 /usr/local/lib/weblab-stack/pg_backup.py dump "
-                   "--dir /tmp/empty-dumps --database labempty; rc=$?; "
-                   "runuser -u postgres -- dropdb labempty; rm -rf /tmp/empty-dumps; exit $rc")
+    out = host.run("runuser -u postgres -- createdb -p %s labempty && runuser -u postgres -- mkdir -p /tmp/empty-dumps "
+                   "&& runuser -u postgres -- python3 /usr/local/lib/weblab-stack/pg_backup.py dump "
+                   "--dir /tmp/empty-dumps --database labempty --port %s; rc=$?; "
+                   "runuser -u postgres -- dropdb -p %s labempty; rm -rf /tmp/empty-dumps; exit $rc",
+                   str(PORT), str(PORT), str(PORT))
     assert out.rc == 0, out.stdout + out.stderr
 
 
@@ -346,15 +354,26 @@ def test_restore_without_a_limit_is_refused_on_every_host(host):
     for each in hosts:
         timer_dump(each)
     before = {each.backend.get_hostname(): lab_state(each) for each in hosts}
-    rc, output = run_playbook(os.path.join(PLAYBOOKS, "restore.yml"), confirm_restore="yes", database=DB)
+    rc, output = run_playbook(os.path.join(PLAYBOOKS, "restore.yml"), restore_confirm="yes", restore_database=DB)
     assert rc != 0, output
     assert "--limit" in output and "Refusing to restore" in output, output
     assert {each.backend.get_hostname(): lab_state(each) for each in hosts} == before, output
 
 
+def test_backup_playbook_refuses_the_old_label_name(host):
+    """-e label=... (before the prefix) must not make an unlabelled dump: refused, naming the
+    new name, nothing dumped."""
+    before = host.file(BACKUP_DIR).listdir()
+    rc, output = run_playbook(os.path.join(PLAYBOOKS, "backup.yml"), host=host, label="old-habit")
+    assert rc != 0, output
+    assert "'label' is no longer read" in output and "-e backup_label=" in output, output
+    assert host.file(BACKUP_DIR).listdir() == before
+
+
 def test_backup_playbook_dumps_now_with_a_label(host):
+    """In weblab_backup_dir (BACKUP_DIR, not the backups role's default), through weblab_db_port."""
     before = dumps(host, label="before-change")
-    rc, output = run_playbook(os.path.join(PLAYBOOKS, "backup.yml"), host=host, label="before-change")
+    rc, output = run_playbook(os.path.join(PLAYBOOKS, "backup.yml"), host=host, backup_label="before-change")
     assert rc == 0, output
     made = [name for name in dumps(host, label="before-change") if name not in before]
     assert len(made) == 1, (before, made)
@@ -371,17 +390,44 @@ def test_more_rows_are_written(host):
 
 def test_restore_without_confirmation_is_refused(host):
     before = lab_state(host)
-    rc, output = run_playbook(os.path.join(PLAYBOOKS, "restore.yml"), host=host, database=DB)
+    rc, output = run_playbook(os.path.join(PLAYBOOKS, "restore.yml"), host=host, restore_database=DB)
     assert rc != 0, output
-    assert "confirm_restore=yes" in output, output
+    assert "restore_confirm=yes" in output, output
     assert lab_state(host) == before
 
 
-def test_restore_needs_the_database_when_several_are_backed_up(host):
+def test_restore_refuses_the_old_names_naming_the_new_ones(host):
+    """Each extra var of before the prefix is refused with its new name, before anything is
+    read, though the restore is otherwise complete (the old confirmation and database given)."""
     before = lab_state(host)
-    rc, output = run_playbook(os.path.join(PLAYBOOKS, "restore.yml"), host=host, confirm_restore="yes")
+    rc, output = run_playbook(os.path.join(PLAYBOOKS, "restore.yml"), host=host, confirm_restore="yes",
+                              database=DB, dump="latest", label="before-change", jobs=2)
     assert rc != 0, output
-    assert "-e database=NAME" in output, output
+    for old, new in [("confirm_restore", "restore_confirm"), ("dump", "restore_dump"), ("label", "restore_label"),
+                     ("database", "restore_database"), ("jobs", "restore_jobs")]:
+        assert f"'{old}' is no longer read by playbooks/restore.yml; it is {new} now" in output, (old, output)
+    assert lab_state(host) == before
+
+
+def test_restore_needs_the_database_where_the_task_queue_keeps_its_own(host):
+    if host.backend.get_hostname() != TQ_HOST:
+        pytest.skip(f"only {TQ_HOST} keeps the task queue's database")
+    before = lab_state(host)
+    rc, output = run_playbook(os.path.join(PLAYBOOKS, "restore.yml"), host=host, restore_confirm="yes")
+    assert rc != 0, output
+    assert "-e restore_database=NAME" in output, output
+    assert lab_state(host) == before
+
+
+def test_restore_picks_the_sites_database_where_it_is_the_only_one(host):
+    if host.backend.get_hostname() == TQ_HOST:
+        pytest.skip(f"{TQ_HOST} keeps the task queue's database as well")
+    latest = latest_verified(host)
+    require(host, latest, f"a verified dump of {DB} to restore (test_backup_playbook_dumps_now_with_a_label makes one)")
+    before = lab_state(host)
+    rc, output = run_playbook(os.path.join(PLAYBOOKS, "restore.yml"), "--check", host=host, restore_confirm="yes")
+    assert rc == 0, output
+    assert latest in output and f"{DB} now holds" in output, output
     assert lab_state(host) == before
 
 
@@ -389,8 +435,8 @@ def test_restore_check_mode_changes_nothing(host):
     latest = latest_verified(host)
     require(host, latest, f"a verified dump of {DB} to restore (test_backup_playbook_dumps_now_with_a_label makes one)")
     before = lab_state(host)
-    rc, output = run_playbook(os.path.join(PLAYBOOKS, "restore.yml"), "--check", host=host, confirm_restore="yes",
-                              database=DB)
+    rc, output = run_playbook(os.path.join(PLAYBOOKS, "restore.yml"), "--check", host=host, restore_confirm="yes",
+                              restore_database=DB)
     assert rc == 0, output
     assert latest in output, output
     assert lab_state(host) == before
@@ -403,7 +449,8 @@ def test_restore_latest_brings_back_the_rows_of_dump_time(host):
             f"the newest verified dump must be the one of test_backup_playbook_dumps_now_with_a_label (it is "
             f"{latest or 'none'}), taken at 100 rows, and test_more_rows_are_written must have added 50 since")
     before = databases(host)
-    rc, output = run_playbook(os.path.join(PLAYBOOKS, "restore.yml"), host=host, confirm_restore="yes", database=DB)
+    rc, output = run_playbook(os.path.join(PLAYBOOKS, "restore.yml"), host=host, restore_confirm="yes",
+                              restore_database=DB)
     assert rc == 0, output
     assert latest in output, output
     assert rows(host) == (100, 5050)
@@ -433,6 +480,17 @@ def test_app_writes_to_the_restored_database(host):
     out = app_sql(host, "CREATE TABLE after_restore (id integer); INSERT INTO samples VALUES (1000, 'new'); "
                         "DELETE FROM samples WHERE n = 1000; DROP TABLE after_restore;")
     assert out.rc == 0, out.stderr
+
+
+def test_backup_playbook_dumps_the_task_queues_database_where_it_lives(host):
+    """backup.yml dumps what the lab keeps on the host: the task queue's database on the first
+    databases host of a lab with workers only. After the restores above: its dumps of labdata
+    would be their `latest`."""
+    before = dumps(host, TQ_DB, label="tq-check")
+    rc, output = run_playbook(os.path.join(PLAYBOOKS, "backup.yml"), host=host, backup_label="tq-check")
+    assert rc == 0, output
+    made = [name for name in dumps(host, TQ_DB, label="tq-check") if name not in before]
+    assert len(made) == (1 if host.backend.get_hostname() == TQ_HOST else 0), (made, output)
 
 
 # --- damaged dumps and failing restores leave the database alone ----------------------------
@@ -473,8 +531,8 @@ def test_damaged_dump_is_refused_and_the_database_untouched(host, how):
     name = damaged_copy(host, how)
     try:
         before = lab_state(host)
-        rc, output = run_playbook(os.path.join(PLAYBOOKS, "restore.yml"), host=host, confirm_restore="yes",
-                                  database=DB, dump=name)
+        rc, output = run_playbook(os.path.join(PLAYBOOKS, "restore.yml"), host=host, restore_confirm="yes",
+                                  restore_database=DB, restore_dump=name)
         assert rc != 0, output
         assert re.search(r"checksum|sha256", output, re.IGNORECASE), output
         assert name in output, output
@@ -493,7 +551,7 @@ def test_restore_failing_midway_leaves_the_database_intact(host):
               "CREATE TABLE ghost_notes (n integer); INSERT INTO ghost_notes SELECT generate_series(1, 50); "
               "ALTER TABLE ghost_notes OWNER TO ghost; GRANT SELECT ON ghost_log TO ghost;")
     before_dump = dumps(host, label="ghost")
-    rc, output = run_playbook(os.path.join(PLAYBOOKS, "backup.yml"), host=host, label="ghost")
+    rc, output = run_playbook(os.path.join(PLAYBOOKS, "backup.yml"), host=host, backup_label="ghost")
     assert rc == 0, output
     made = [name for name in dumps(host, label="ghost") if name not in before_dump]
     assert len(made) == 1, (before_dump, made)
@@ -502,8 +560,8 @@ def test_restore_failing_midway_leaves_the_database_intact(host):
               "CREATE TABLE after_ghost (n integer); INSERT INTO after_ghost VALUES (5000);")
     try:
         before = lab_state(host)
-        rc, output = run_playbook(os.path.join(PLAYBOOKS, "restore.yml"), host=host, confirm_restore="yes",
-                                  database=DB, dump=made[0])
+        rc, output = run_playbook(os.path.join(PLAYBOOKS, "restore.yml"), host=host, restore_confirm="yes",
+                                  restore_database=DB, restore_dump=made[0])
         assert rc != 0, output
         assert "ghost" in output, output
         assert lab_state(host) == before

@@ -1,6 +1,10 @@
 """playbooks/migrate.yml moves a lab from the Debian 12 container to the Debian 13 one: the
 database (through a dump carried by the controller), the shared files with their owners and
-modes; a dry run changes nothing; what passes through the controller stays private.
+modes; a dry run changes nothing; what passes through the controller stays private. What moves
+is what the lab keeps on the old host (../molecule.yml): the site's database and, the host being
+the first databases host of a lab with workers, the task queue's; the site's media under
+weblab_deploy_path and the experiments' output under weblab_tq_deploy_path; dumps in
+weblab_backup_dir, PostgreSQL at weblab_db_port.
 
 The tests take no `host`: each runs once, and states what it needs through the fixtures below
 (`lab`: the old host holds a lab to move; `move`: the move was made, once per run of this file,
@@ -17,9 +21,13 @@ import testinfra
 from weblab_testinfra import PROJECT, run_playbook, superuser_sql
 
 OLD, NEW = "backups-debian12", "backups-debian13"
-MEDIA = "/srv/labfiles/media"
-DB = "labdata"
-MOVE = {"migrate_from": OLD, "migrate_to": NEW, "migrate_paths": [MEDIA], "migrate_deploy": False}
+# weblab_deploy_path, weblab_tq_deploy_path, weblab_backup_dir and weblab_db_port of ../molecule.yml.
+MEDIA = "/srv/labfiles/shared/media"
+DATA = "/srv/labtq/shared/data"
+BACKUP_DIR = "/srv/pg-dumps"
+PORT = 5433
+DB, TQ_DB = "labdata", "labnotes"
+MOVE = {"migrate_from": OLD, "migrate_to": NEW}
 
 
 def get_host(name):
@@ -41,11 +49,11 @@ def migrate(**extra_vars):
 
 
 def sql(host, query, database=DB):
-    return superuser_sql(host, query, database)
+    return superuser_sql(host, query, database, PORT)
 
 
 def migrate_dumps(host):
-    return host.run("ls -1 /var/backups/postgresql | grep -c -- '-migrate\\.'").stdout.strip()
+    return host.run("ls -1 %s | grep -c -- '-migrate\\.'", BACKUP_DIR).stdout.strip()
 
 
 def replaced_databases(host):
@@ -55,16 +63,21 @@ def replaced_databases(host):
 
 @pytest.fixture(name="lab", scope="module")
 def fixture_lab(old, new):
-    """The old host holds a lab to move: a table of 42 rows and shared files with their own
-    owner and modes. The new host is provisioned: the parent of the shared paths exists."""
+    """The old host holds a lab to move: a table of 42 rows, one of 7 in the task queue's database,
+    shared files with their own owner and modes, and an experiment's output. The new host is
+    provisioned: the parents of the shared paths exist."""
     sql(old, "DROP TABLE IF EXISTS moved; CREATE TABLE moved (n integer); "
              "INSERT INTO moved SELECT generate_series(1, 42); ALTER TABLE moved OWNER TO labdata;")
+    sql(old, "DROP TABLE IF EXISTS moved_tasks; CREATE TABLE moved_tasks (n integer); "
+             "INSERT INTO moved_tasks SELECT generate_series(1, 7); ALTER TABLE moved_tasks OWNER TO labdata;", TQ_DB)
     setup = old.run(
         "rm -rf %s && mkdir -p %s/experiments/run-1 && printf 'figure\\n' > %s/figure.txt && "
         "head -c 100000 /dev/urandom > %s/experiments/run-1/output.bin && "
         "chown -R www-data:www-data %s && chmod 0640 %s/figure.txt", MEDIA, MEDIA, MEDIA, MEDIA, MEDIA, MEDIA)
     assert setup.rc == 0, setup.stderr
-    assert new.run("mkdir -p %s", os.path.dirname(MEDIA)).rc == 0
+    setup = old.run("rm -rf %s && mkdir -p %s/run-7 && printf 'result 7\\n' > %s/run-7/result.txt", DATA, DATA, DATA)
+    assert setup.rc == 0, setup.stderr
+    assert new.run("mkdir -p %s %s", os.path.dirname(MEDIA), os.path.dirname(DATA)).rc == 0
 
 
 @pytest.fixture(name="move", scope="module")
@@ -74,7 +87,7 @@ def fixture_move(lab, new, tmp_path_factory):
     token = uuid.uuid4().hex
     sql(new, "DROP TABLE IF EXISTS before_move; CREATE TABLE before_move (token text); "
              f"INSERT INTO before_move VALUES ('{token}');")
-    assert new.run("rm -rf %s", MEDIA).rc == 0
+    assert new.run("rm -rf %s %s", MEDIA, DATA).rc == 0
     stage = tmp_path_factory.mktemp("migrate") / "stage"
     replaced_before = replaced_databases(new)
     rc, output = migrate(migrate_stage_dir=str(stage))
@@ -89,8 +102,8 @@ def test_dry_run_shows_the_plan_and_changes_nothing(lab, old, new, tmp_path):
     rc, output = migrate(migrate_dry_run=True, migrate_stage_dir=str(stage))
     assert rc == 0, output
     assert "DRY RUN" in output, output
-    assert f"restore on {NEW} into {DB}" in output, output
-    assert MEDIA in output, output
+    assert f"restore on {NEW} into {DB}, {TQ_DB}" in output, output
+    assert MEDIA in output and DATA in output, output
     after = (migrate_dumps(old), sql(new, "SELECT datname FROM pg_database ORDER BY 1", "postgres"),
              sql(new, "SELECT to_regclass('moved') IS NULL"), new.file(MEDIA).exists)
     assert after == before
@@ -103,6 +116,10 @@ def test_move_succeeds(move):
 
 def test_new_host_holds_the_old_database(move, new):
     assert sql(new, "SELECT count(*), sum(n) FROM moved") == "42|903", move.output
+
+
+def test_new_host_holds_the_task_queues_database(move, new):
+    assert sql(new, "SELECT count(*), sum(n) FROM moved_tasks", TQ_DB) == "7|28", move.output
 
 
 def test_moved_database_keeps_its_owner(move, new):
@@ -123,6 +140,12 @@ def test_shared_files_arrive_with_content_owner_and_mode(move, old, new):
         assert moved.sha256sum == original.sha256sum, path
         assert (moved.user, moved.group, moved.mode) == (original.user, original.group, original.mode), path
     assert new.file(f"{MEDIA}/figure.txt").mode == 0o640
+
+
+def test_experiment_output_arrives(move, old, new):
+    moved, original = new.file(f"{DATA}/run-7/result.txt"), old.file(f"{DATA}/run-7/result.txt")
+    assert moved.exists, move.output
+    assert moved.sha256sum == original.sha256sum
 
 
 def test_shared_directory_itself_keeps_its_owner(move, old, new):
