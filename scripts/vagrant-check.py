@@ -1,12 +1,16 @@
 """The Vagrant lab's checks, run by the machine's own Python inside the all-in-one machine
 (scripts/vagrant-test.sh pipes this file to `vagrant ssh -c 'python3 -'`): the site's page and
 /health/ through nginx over HTTPS, verified against the system's CAs (the lab's CA among them);
-the task-queue front end's /health/ through nginx; an experiment scheduled through the front end,
+the task-queue front end's /health/ through nginx, again after its app server restarts (on
+one machine the workers' deploy must leave the front end's release alone); an experiment scheduled through the front end,
 run by the Celery worker, its result posted to the site and shown on the site's page.
 
 Usage: python3 - TQ_API_TOKEN < vagrant-check.py      (the token is never printed)"""
+import http.client
 import json
+import socket
 import ssl
+import subprocess
 import sys
 import time
 import urllib.error
@@ -36,6 +40,15 @@ def request(url, method="GET", body=None, host=None, token=None, verify=True):
         return error.code, error.read().decode()
 
 
+class LoopbackHTTPS(http.client.HTTPSConnection):
+    """HTTPS to nginx on 127.0.0.1 with the front end's name in SNI and Host (the name does not
+    resolve; nginx refuses a handshake that names no site of it)."""
+
+    def connect(self):
+        sock = socket.create_connection(("127.0.0.1", 443), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+
+
 def check(what, ok, detail=""):
     print(("ok    " if ok else "FAIL  ") + what + ("" if ok else ": " + detail[:400]))
     if not ok:
@@ -43,12 +56,18 @@ def check(what, ok, detail=""):
 
 
 def frontend(method, path, body=None):
-    status, text = request("https://127.0.0.1" + path, method, body, host=FRONTEND_HOST, token=TOKEN,
-                           verify=False)
+    """(status, parsed JSON or text) of the front end's API through nginx (its own certificate,
+    made by nginx's role: not verified)."""
+    conn = LoopbackHTTPS(FRONTEND_HOST, context=ssl._create_unverified_context(), timeout=30)
+    headers = {"Content-Type": "application/json", "Authorization": "Bearer " + TOKEN}
+    conn.request(method, path, None if body is None else json.dumps(body), headers)
+    answer = conn.getresponse()
+    text = answer.read().decode()
+    conn.close()
     try:
-        return status, json.loads(text)
+        return answer.status, json.loads(text)
     except ValueError:
-        return status, text
+        return answer.status, text
 
 
 status, text = request(SITE + "/health/")
@@ -62,6 +81,16 @@ check("site page through nginx answers 200 with the lab's page", status == 200 a
 
 status, body = frontend("GET", "/health/")
 check("front end /health/ through nginx answers 200", status == 200, str(body))
+release = body.get("release") if isinstance(body, dict) else None
+
+# The front end's app server starts again on the live release (on one machine the workers'
+# deploy must not have switched the front end's `current` to a release it cannot run).
+restart = subprocess.run(["sudo", "systemctl", "restart", "gunicorn-taskqueue.service"],
+                         capture_output=True, text=True, check=False)
+status, body = frontend("GET", "/health/")
+check("front end answers /health/ with the same release after its app server restarts",
+      restart.returncode == 0 and status == 200 and isinstance(body, dict) and body.get("release") == release,
+      "%s %s %s" % (restart.stderr, status, body))
 
 status, body = frontend("POST", "/api/experiments/", {"model": "linear", "protocol": PROTOCOL, "duration": 0.5})
 check("front end accepts an experiment (202)", status == 202, str(body))
