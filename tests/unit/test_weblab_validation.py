@@ -2,10 +2,12 @@
 variable and never showing a secret."""
 
 import json
+import os
+import pathlib
+import subprocess
 import sys
 
 import pytest
-from conftest import ansible_playbook
 
 SECRET_KEY = "unit-test-secret-key-" + "x" * 40
 GOOD = {"weblab_secret_key": SECRET_KEY, "weblab_db_password": "unit-test-db-password"}
@@ -108,6 +110,18 @@ LAB_DATA = {
     "web1": ([], ["/srv/weblab/shared/media"]),
     "worker1": ([], ["/srv/taskqueue/shared/data"]),
 }
+
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def ansible_playbook(argv, **env):
+    """ansible-playbook ARGV of this venv in check mode, the collection found as conftest.py finds
+    it (its ansible_playbook cannot be imported: several test directories have a conftest)."""
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT.parents[2]), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_INVENTORY_UNPARSED_WARNING="0", **env)
+    return subprocess.run([str(pathlib.Path(sys.executable).with_name("ansible-playbook")), "--check", *argv],
+                          env=env, capture_output=True, text=True, check=False, timeout=300)
 
 
 def lab_data(tmp_path, groups, **variables):
