@@ -18,6 +18,7 @@
 #     installed collection gives the same lab and the value reached every role through both
 #     entry points; then 2. again
 #  6. make demo-down (WEBLAB_DEMO_KEEP=1 keeps the containers, e.g. to look at a failure)
+# WEBLAB_DEMO_TEST_FROM=N (2 to 5) starts at step N, on a lab make demo converged.
 # Exits non-zero at the first failure; prints each step's time and the total.
 set -euo pipefail
 
@@ -51,6 +52,7 @@ finish() {
 }
 trap finish EXIT
 
+from=${WEBLAB_DEMO_TEST_FROM:-1}
 step() {
     [ -z "$current" ] || times+=("$(printf '%-48s %5s s' "$current" $((SECONDS - step_start)))")
     current=$1 step_start=$SECONDS
@@ -71,48 +73,54 @@ expect_unchanged() {
 }
 on() { docker exec "weblab-demo-$1" bash -c "$2"; }
 
-step "1. make demo from nothing"
-scripts/demo.sh down
-scripts/demo.sh up
+if [ "$from" -le 1 ]; then
+    step "1. make demo from nothing"
+    scripts/demo.sh down
+    scripts/demo.sh up
+fi
 
-step "2. pages through the published ports"
-python3 tests/demo/check_lab.py "$secrets" "$site_port" "$frontend_port"
+if [ "$from" -le 2 ]; then
+    step "2. pages through the published ports"
+    python3 tests/demo/check_lab.py "$secrets" "$site_port" "$frontend_port"
+fi
 
-step "3. make demo again: no change"
-scripts/demo.sh up
-expect_unchanged .build/demo/converge.log "the second make demo"
+if [ "$from" -le 3 ]; then
+    step "3. make demo again: no change"
+    scripts/demo.sh up
+    expect_unchanged .build/demo/converge.log "the second make demo"
+fi
 
-step "4. one value changed in the root group_vars"
-mkdir -p "$work/checkout"
-cp site.yml "$work/checkout/"
-cp -r group_vars "$work/checkout/"
-python3 - "$work/checkout/group_vars/all.yml" <<'EOF'
-import sys, yaml
-path = sys.argv[1]
-values = yaml.safe_load(open(path)) or {}
+if [ "$from" -le 4 ]; then
+    step "4. one value changed in the root group_vars"
+    mkdir -p "$work/checkout"
+    cp site.yml "$work/checkout/"
+    cp -r group_vars "$work/checkout/"
+    # The root group_vars/all.yml as it is, plus the one changed value.
+    python3 -c 'import sys, yaml
+values = yaml.safe_load(open(sys.argv[1], encoding="utf-8")) or {}
 values["weblab_db_port"] = 5433
-open(path, "w").write("---\n" + yaml.safe_dump(values, default_flow_style=False))
-EOF
-# Outside the checkout: no ansible.cfg there; the collection from .build, as make demo uses it.
-(cd "$work/checkout" &&
-    ANSIBLE_DISPLAY_SKIPPED_HOSTS=false ANSIBLE_PYTHON_INTERPRETER=auto_silent \
-    ansible-playbook -i "$root/inventories/demo" site.yml) | tee "$work/reach.log"
-recap "$work/reach.log"
-# Each role that takes the port has it: PostgreSQL (postgresql), the dumps' unit (backups), the
-# settings of the site, the front end and the workers (app, three times), the workers restarted
-# on them (celery).
-on web 'ss -ltnH "sport = :5433" | grep -q . && ! ss -ltnH "sport = :5432" | grep -q .' ||
-    fail "PostgreSQL does not listen on 5433 (only)"
-on web 'systemctl cat weblab-backup-weblab.service | grep -q -- "--port 5433"' ||
-    fail "the site's dump unit does not use port 5433"
-on web 'grep -qx "DJANGO_DB_PORT=5433" /srv/weblab/current/.weblab/app.env' ||
-    fail "the site's settings do not name port 5433"
-on frontend 'grep -qx "DJANGO_DB_PORT=5433" /srv/taskqueue/current/.weblab/app.env' ||
-    fail "the front end's settings do not name port 5433"
-on worker 'grep -qx "DJANGO_DB_PORT=5433" /srv/taskqueue/current/.weblab/app.env' ||
-    fail "the worker's settings do not name port 5433"
-echo "demo-test: weblab_db_port=5433 reached PostgreSQL, the dumps, the site, the front end and the worker"
-python3 tests/demo/check_lab.py "$secrets" "$site_port" "$frontend_port"
+open(sys.argv[1], "w", encoding="utf-8").write("---\n" + yaml.safe_dump(values))' "$work/checkout/group_vars/all.yml"
+    # Outside the checkout: no ansible.cfg there; the collection from .build, as make demo uses it.
+    (cd "$work/checkout" &&
+        ANSIBLE_DISPLAY_SKIPPED_HOSTS=false ANSIBLE_PYTHON_INTERPRETER=auto_silent \
+        ansible-playbook -i "$root/inventories/demo" site.yml) | tee "$work/reach.log"
+    recap "$work/reach.log"
+    # Each role that takes the port has it: PostgreSQL (postgresql), the dumps' unit (backups), the
+    # settings of the site, the front end and the workers (app, three times), the workers restarted
+    # on them (celery).
+    on web 'ss -ltnH "sport = :5433" | grep -q . && ! ss -ltnH "sport = :5432" | grep -q .' ||
+        fail "PostgreSQL does not listen on 5433 (only)"
+    on web 'systemctl cat weblab-backup-weblab.service | grep -q -- "--port 5433"' ||
+        fail "the site's dump unit does not use port 5433"
+    on web 'grep -qx "DJANGO_DB_PORT=5433" /srv/weblab/current/.weblab/app.env' ||
+        fail "the site's settings do not name port 5433"
+    on frontend 'grep -qx "DJANGO_DB_PORT=5433" /srv/taskqueue/current/.weblab/app.env' ||
+        fail "the front end's settings do not name port 5433"
+    on worker 'grep -qx "DJANGO_DB_PORT=5433" /srv/taskqueue/current/.weblab/app.env' ||
+        fail "the worker's settings do not name port 5433"
+    echo "demo-test: weblab_db_port=5433 reached PostgreSQL, the dumps, the site, the front end and the worker"
+    python3 tests/demo/check_lab.py "$secrets" "$site_port" "$frontend_port"
+fi
 
 step "5. Galaxy: the artifact installed, weblab.stack.site from outside"
 make --no-print-directory build
@@ -124,7 +132,9 @@ ANSIBLE_COLLECTIONS_PATH="$work/galaxy/collections" \
 # win as they do beside the root site.yml; the examples are deployed from this checkout.
 cp inventories/demo/hosts.yml "$work/galaxy/inventory/"
 cp inventories/demo/group_vars/all.yml "$work/galaxy/inventory/group_vars/all/10-inventory.yml"
-cp "$work/checkout/group_vars/all.yml" "$work/galaxy/inventory/group_vars/all/20-checkout.yml"
+# (WEBLAB_DEMO_TEST_FROM=5: the checkout's own root group_vars, on the lab make demo converged.)
+if [ -d "$work/checkout/group_vars" ]; then checkout_vars=$work/checkout/group_vars; else checkout_vars=group_vars; fi
+cp "$checkout_vars/all.yml" "$work/galaxy/inventory/group_vars/all/20-checkout.yml"
 printf -- '---\ndemo_checkout: %s\n' "$root" >"$work/galaxy/inventory/group_vars/all/30-paths.yml"
 cd "$work/galaxy"
 export ANSIBLE_COLLECTIONS_PATH="$work/galaxy/collections"
