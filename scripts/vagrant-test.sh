@@ -41,7 +41,9 @@ vagrant ssh "$machine" -c "python3 - '$(cat "$secrets/tq-api-token")'" <scripts/
 lap "checks inside"
 
 say "the site's /health/ through the forwarded loopback port"
-port=$(vagrant port "$machine" --guest 443)
+# `vagrant port` is not supported by the docker provider: ask Docker (127.0.0.1:PORT).
+port=$(docker port "weblab-vagrant-$machine" 443/tcp | head -n 1)
+port=${port##*:}
 curl --fail --silent --show-error --cacert "$secrets/tls/ca.crt" "https://localhost:$port/health/" \
     | python3 -c 'import json, sys; body = json.load(sys.stdin); print(body); sys.exit(body["status"] != "ok")'
 lap "forwarded port"
