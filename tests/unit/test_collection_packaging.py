@@ -14,7 +14,7 @@ BIN = pathlib.Path(sys.executable).parent
 # Never in the artifact: test harness, inventories, benchmarks, caches and build output.
 EXCLUDED_TOP = {"molecule", "tests", "inventories", "bench", "images", "scripts", ".build", ".venv",
                 ".cache", ".ansible", ".ci", ".config", ".git", ".pytest_cache",
-                "ansible.cfg", "site.yml", "group_vars"}
+                "ansible.cfg", "site.yml", "group_vars", "Vagrantfile", ".vagrant"}
 
 
 def run(*argv, cwd, env=None):
