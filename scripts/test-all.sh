@@ -36,40 +36,51 @@ run ansible-lint ansible-lint
 run unit unit
 if [ -d tests/integration ]; then run integration integration; fi
 run sanity sanity
-# Molecule scenarios. Those whose tests measure behaviour under load (deploys at 50 requests/s)
-# run alone; the others two at a time, longest first (most of a scenario's time is spent
-# waiting on package downloads, systemd and sleeps, so two side by side take far less than one
-# after the other on two cores). Each one's output is printed whole when it ends.
+# Molecule scenarios and the whole-lab checks (make demo-test: the demo and the Galaxy install;
+# make vagrant-test). Those whose tests measure behaviour under load (deploys at 50 requests/s)
+# run alone; the others two at a time, longest first (most of their time is spent waiting on
+# package downloads, systemd and sleeps, so two side by side take far less than one after the
+# other on two cores). Each one's output is printed whole when it ends.
 SOLO=" webservers "
-LONGEST_FIRST="task_queue site celery project app backups rabbitmq nginx postgresql common redis memcached"
+LONGEST_FIRST="task_queue site demo-test vagrant-test celery project app backups rabbitmq nginx postgresql common
+               redis memcached"
+# Make targets of their own that run in the lanes beside the scenarios.
+# (none yet: make demo-test and make vagrant-test have not passed end to end; issue 11)
+EXTRA=" "
 LANES=2
 logs=.build/logs
 mkdir -p "$logs"
+# label ITEM SCENARIO...: its name in the summary; target ITEM SCENARIO...: its make target.
+label() { case " ${*:2} " in *" $1 "*) echo "molecule: $1";; *) echo "$1";; esac; }
+target() { case " ${*:2} " in *" $1 "*) echo "molecule-$1";; *) echo "$1";; esac; }
 for scenario in "$@"; do
     case "$SOLO" in *" $scenario "*) run "molecule: $scenario" "molecule-$scenario";; esac
 done
+# Scenarios missing from LONGEST_FIRST go last.
 queue=()
-for scenario in $LONGEST_FIRST "$@"; do
-    case " $* " in *" $scenario "*) ;; *) continue;; esac
-    case "$SOLO ${queue[*]} " in *" $scenario "*) continue;; esac
-    queue+=("$scenario")
+for item in $LONGEST_FIRST "$@"; do
+    case " $* $EXTRA " in *" $item "*) ;; *) continue;; esac
+    case "$SOLO ${queue[*]} " in *" $item "*) continue;; esac
+    queue+=("$item")
 done
 declare -A lane_name=() lane_start=()
 finish() {
-    local pid=$1 rc=$2 scenario=${lane_name[$1]}
-    printf '\n===== molecule: %s =====\n' "$scenario"
-    cat "$logs/molecule-$scenario.log"
-    names+=("molecule: $scenario") times+=($((SECONDS - lane_start[$pid])))
+    local pid=$1 rc=$2 item=${lane_name[$1]} name
+    name=$(label "$item" "${SCENARIOS[@]}")
+    printf '\n===== %s =====\n' "$name"
+    cat "$logs/$item.log"
+    names+=("$name") times+=($((SECONDS - lane_start[$pid])))
     if [ "$rc" -eq 0 ]; then results+=(pass); else results+=(FAIL); fi
     unset "lane_name[$pid]" "lane_start[$pid]"
 }
-for scenario in "${queue[@]}"; do
+SCENARIOS=("$@")
+for item in "${queue[@]}"; do
     while [ "${#lane_name[@]}" -ge "$LANES" ]; do
         wait -n -p done_pid "${!lane_name[@]}"; rc=$?
         finish "$done_pid" "$rc"
     done
-    make --no-print-directory "molecule-$scenario" >"$logs/molecule-$scenario.log" 2>&1 &
-    lane_name[$!]=$scenario lane_start[$!]=$SECONDS
+    make --no-print-directory "$(target "$item" "${SCENARIOS[@]}")" >"$logs/$item.log" 2>&1 &
+    lane_name[$!]=$item lane_start[$!]=$SECONDS
 done
 while [ "${#lane_name[@]}" -gt 0 ]; do
     wait -n -p done_pid "${!lane_name[@]}"; rc=$?
