@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """The demo lab as a visitor on this machine sees it, through the loopback ports scripts/demo.sh
 publishes: the site's health, an experiment written through the page's form (CSRF, a browser's
 Origin) and shown on the page from PostgreSQL, and an experiment scheduled through the task-queue
