@@ -6,19 +6,24 @@
 #     read back from PostgreSQL, an experiment scheduled through the front end's published port,
 #     run by the worker, its result on the site (tests/demo/check_lab.py)
 #  3. make demo again: changed=0 on every host
-#  4. group_vars reach: a copy of the root site.yml with a copy of the root group_vars/ in which
-#     one value is changed (weblab_db_port 5432 -> 5433); converged against inventories/demo,
-#     every role that takes the value has it on the hosts (PostgreSQL listens there, the dumps'
-#     unit, the site's, the front end's and the workers' settings), and the lab still works (2.)
+#  4. group_vars reach: a copy of inventories/demo in which one value is changed
+#     (weblab_db_port 5432 -> 5433, added to its group_vars/all.yml; demo_checkout set to this
+#     checkout, since the copy's inventory_dir is no longer inside it); the root site.yml run
+#     from the checkout (so ansible.cfg applies) against that copy: every role that takes the
+#     value has it on the hosts (PostgreSQL listens there, the dumps' unit, the site's, the front
+#     end's and the workers' settings), and the lab still works (2.). Shared values live in the
+#     inventory's group_vars: the root site.yml only imports weblab.stack.site, and Ansible
+#     loads playbook group_vars beside the imported playbook (in the collection), so a
+#     group_vars/ beside the root site.yml would not reach the plays.
 #  5. Galaxy: the artifact (make build) installed with `ansible-galaxy collection install
 #     --offline` into an empty collections path; from a directory outside the checkout,
-#     `ansible-playbook weblab.stack.site` with ANSIBLE_COLLECTIONS_PATH set to that path only
-#     and an inventory holding the same values (the demo inventory plus the changed root
-#     group_vars of 4., which a Galaxy install does not have): changed=0 on every host, so the
-#     installed collection gives the same lab and the value reached every role through both
-#     entry points; then 2. again
+#     `ansible-playbook weblab.stack.site` with ANSIBLE_COLLECTIONS_PATH set to that path only,
+#     against the same changed inventory as 4.: changed=0 on every host, so the installed
+#     collection gives the same lab and the value reached every role through both entry
+#     points; then 2. again
 #  6. make demo-down (WEBLAB_DEMO_KEEP=1 keeps the containers, e.g. to look at a failure)
-# WEBLAB_DEMO_TEST_FROM=N (2 to 5) starts at step N, on a lab make demo converged.
+# WEBLAB_DEMO_TEST_FROM=N (2 to 5) starts at step N, on a lab make demo converged (from 5, the
+# inventory of 5. keeps weblab_db_port as the demo inventory has it, since 4. did not change it).
 # Exits non-zero at the first failure; prints each step's time and the total.
 set -euo pipefail
 
@@ -90,20 +95,29 @@ if [ "$from" -le 3 ]; then
     expect_unchanged .build/demo/converge.log "the second make demo"
 fi
 
+# The demo inventory copied for 4. and 5.: its group_vars/all.yml as it is, but for two lines.
+# demo_checkout (computed from inventory_dir, which is now the copy's) names this checkout, so
+# the examples are still deployed from here; weblab_db_port 5433 is added when 4. runs.
+inventory=$work/inventory
+cp -r inventories/demo "$inventory"
+db_port=$([ "$from" -le 4 ] && echo 5433 || echo "")
+python3 - "$inventory/group_vars/all.yml" "$root" "$db_port" <<'EOF'
+import json, re, sys
+path, checkout, db_port = sys.argv[1:]
+text = open(path, encoding="utf-8").read()
+text, found = re.subn(r"(?m)^demo_checkout: .*$", lambda _: "demo_checkout: " + json.dumps(checkout), text)
+assert found == 1, f"{path}: {found} demo_checkout lines, not one"
+assert not re.search(r"(?m)^weblab_db_port:", text), f"{path} sets weblab_db_port already"
+if db_port:
+    text += f"\n# make demo-test, step 4: the one value changed.\nweblab_db_port: {db_port}\n"
+open(path, "w", encoding="utf-8").write(text)
+EOF
+diff -u inventories/demo/group_vars/all.yml "$inventory/group_vars/all.yml" || true
+
 if [ "$from" -le 4 ]; then
-    step "4. one value changed in the root group_vars"
-    mkdir -p "$work/checkout"
-    cp site.yml "$work/checkout/"
-    cp -r group_vars "$work/checkout/"
-    # The root group_vars/all.yml as it is, plus the one changed value.
-    python3 -c 'import sys, yaml
-values = yaml.safe_load(open(sys.argv[1], encoding="utf-8")) or {}
-values["weblab_db_port"] = 5433
-open(sys.argv[1], "w", encoding="utf-8").write("---\n" + yaml.safe_dump(values))' "$work/checkout/group_vars/all.yml"
-    # Outside the checkout: no ansible.cfg there; the collection from .build, as make demo uses it.
-    (cd "$work/checkout" &&
-        ANSIBLE_DISPLAY_SKIPPED_HOSTS=false ANSIBLE_PYTHON_INTERPRETER=auto_silent \
-        ansible-playbook -i "$root/inventories/demo" site.yml) | tee "$work/reach.log"
+    step "4. one value changed in the inventory's group_vars"
+    # The root site.yml from the checkout (ansible.cfg applies), against the changed copy.
+    ANSIBLE_DISPLAY_SKIPPED_HOSTS=false ansible-playbook -i "$inventory" site.yml | tee "$work/reach.log"
     recap "$work/reach.log"
     # Each role that takes the port has it: PostgreSQL (postgresql), the dumps' unit (backups), the
     # settings of the site, the front end and the workers (app, three times), the workers restarted
@@ -112,12 +126,11 @@ open(sys.argv[1], "w", encoding="utf-8").write("---\n" + yaml.safe_dump(values))
         fail "PostgreSQL does not listen on 5433 (only)"
     on web 'systemctl cat weblab-backup-weblab.service | grep -q -- "--port 5433"' ||
         fail "the site's dump unit does not use port 5433"
-    on web 'grep -qx "DJANGO_DB_PORT=5433" /srv/weblab/current/.weblab/app.env' ||
-        fail "the site's settings do not name port 5433"
-    on frontend 'grep -qx "DJANGO_DB_PORT=5433" /srv/taskqueue/current/.weblab/app.env' ||
-        fail "the front end's settings do not name port 5433"
-    on worker 'grep -qx "DJANGO_DB_PORT=5433" /srv/taskqueue/current/.weblab/app.env' ||
-        fail "the worker's settings do not name port 5433"
+    # app.env as the app reads it (shell syntax, values single-quoted: DJANGO_DB_PORT='5433').
+    db_port_in() { printf '. %s/current/.weblab/app.env && test "$DJANGO_DB_PORT" = 5433' "$1"; }
+    on web "$(db_port_in /srv/weblab)" || fail "the site's settings do not name port 5433"
+    on frontend "$(db_port_in /srv/taskqueue)" || fail "the front end's settings do not name port 5433"
+    on worker "$(db_port_in /srv/taskqueue)" || fail "the worker's settings do not name port 5433"
     echo "demo-test: weblab_db_port=5433 reached PostgreSQL, the dumps, the site, the front end and the worker"
     python3 tests/demo/check_lab.py "$secrets" "$site_port" "$frontend_port"
 fi
@@ -125,24 +138,16 @@ fi
 step "5. Galaxy: the artifact installed, weblab.stack.site from outside"
 make --no-print-directory build
 artifact=.build/dist/weblab-stack-$(sed -n 's/^version: *//p' galaxy.yml).tar.gz
-mkdir -p "$work/galaxy/collections" "$work/galaxy/inventory/group_vars/all"
+mkdir -p "$work/galaxy/collections"
 ANSIBLE_COLLECTIONS_PATH="$work/galaxy/collections" \
     ansible-galaxy collection install --offline -p "$work/galaxy/collections" "$artifact"
-# The same values: the demo inventory's, then the checkout's (changed) root group_vars, which
-# win as they do beside the root site.yml; the examples are deployed from this checkout.
-cp inventories/demo/hosts.yml "$work/galaxy/inventory/"
-cp inventories/demo/group_vars/all.yml "$work/galaxy/inventory/group_vars/all/10-inventory.yml"
-# (WEBLAB_DEMO_TEST_FROM=5: the checkout's own root group_vars, on the lab make demo converged.)
-if [ -d "$work/checkout/group_vars" ]; then checkout_vars=$work/checkout/group_vars; else checkout_vars=group_vars; fi
-cp "$checkout_vars/all.yml" "$work/galaxy/inventory/group_vars/all/20-checkout.yml"
-printf -- '---\ndemo_checkout: %s\n' "$root" >"$work/galaxy/inventory/group_vars/all/30-paths.yml"
 cd "$work/galaxy"
 export ANSIBLE_COLLECTIONS_PATH="$work/galaxy/collections"
 installed=$(ansible-galaxy collection list weblab.stack 2>/dev/null | sed -n 's/^# //p' | head -n1)
 [ "$installed" = "$work/galaxy/collections/ansible_collections" ] ||
     fail "weblab.stack is found in '$installed', not the temp collections path"
 ANSIBLE_DISPLAY_SKIPPED_HOSTS=false ANSIBLE_PYTHON_INTERPRETER=auto_silent \
-    ansible-playbook -i inventory weblab.stack.site | tee "$work/galaxy.log"
+    ansible-playbook -i "$inventory" weblab.stack.site | tee "$work/galaxy.log"
 cd "$root"
 export ANSIBLE_COLLECTIONS_PATH="$root/.build"
 expect_unchanged "$work/galaxy.log" "weblab.stack.site from the installed artifact"

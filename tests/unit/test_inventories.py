@@ -1,7 +1,8 @@
 """The inventories under inventories/: nothing secret is committed, the example environments
 read every secret from vault and list each one in vault.yml.example, they can live side by side
 on one host, and their values pass weblab.stack.weblab's checks. (The demo inventory runs end to
-end in `make demo-test`.)"""
+end in `make demo-test`.) Settings live in the inventories only: the checkout has no root
+group_vars/, which Ansible would not load for the plays the root site.yml imports."""
 
 import pathlib
 import re
@@ -79,3 +80,17 @@ def test_example_values_pass_the_checks(run_roles):
     for case in cases:
         result = runs.of(case)
         assert result.returncode == 0, (result.messages, result.tasks)
+
+
+def test_no_root_group_vars():
+    """The root site.yml only imports weblab.stack.site; ansible-core loads playbook group_vars from
+    the imported playbook's directory, so a group_vars/ beside site.yml would be silently ignored."""
+    assert not (ROOT / "group_vars").exists()
+
+
+def test_demo_inventory_is_what_demo_test_changes():
+    """tests/demo/run.sh copies inventories/demo, sets demo_checkout to the checkout (one line) and
+    adds weblab_db_port, which the demo inventory leaves at its default."""
+    text = (INVENTORIES / "demo" / "group_vars" / "all.yml").read_text(encoding="utf-8")
+    assert len(re.findall(r"(?m)^demo_checkout: ", text)) == 1
+    assert "weblab_db_port" not in load(INVENTORIES / "demo" / "group_vars" / "all.yml")
