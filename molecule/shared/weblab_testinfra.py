@@ -1,10 +1,14 @@
 """Helpers shared by the scenarios' testinfra tests (on PYTHONPATH through the verifier's env in
 .config/molecule/config.yml)."""
 
+import contextlib
+import fcntl
 import json
 import os
 import re
+import shutil
 import subprocess
+import tempfile
 
 # The inventory directory Molecule wrote: hosts and the scenario's group_vars.
 INVENTORY = os.path.dirname(os.environ.get("MOLECULE_INVENTORY_FILE", "."))
@@ -48,3 +52,41 @@ def assert_no_secret_in_vvv(host, playbook, secrets):
     assert rc == 0, output[-3000:]
     for secret in secrets:
         assert secret not in output, "%s... shows in the -vvv output" % secret[:12]
+
+
+def site_copy(changes):
+    """examples/site copied to a fresh directory, with CHANGES: {path: text} written, or
+    {path: (old, new)} replaced in the file; the copy's path (a release source for
+    app_source_path)."""
+    target = os.path.join(tempfile.mkdtemp(prefix="weblab-site-"), "site")
+    shutil.copytree(os.path.join(PROJECT, "examples", "site"), target,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.sqlite3"))
+    for path, change in changes.items():
+        full = os.path.join(target, path)
+        if isinstance(change, tuple):
+            with open(full, encoding="utf-8") as stream:
+                text = stream.read()
+            assert change[0] in text, (path, change[0])
+            text = text.replace(*change)
+        else:
+            text = change
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+        with open(full, "w", encoding="utf-8") as stream:
+            stream.write(text)
+    return target
+
+
+# Held on the controller while a deploy runs under load, by every scenario that loads a site
+# (webservers, webfarm): two such loads with their deploys overload a 2-core machine (answers
+# took 5 s and more, requests timed out), also when make test runs two scenarios side by side.
+LOAD_LOCK = "/tmp/weblab-molecule-load.lock"
+
+
+@contextlib.contextmanager
+def one_load_at_a_time():
+    with open(LOAD_LOCK, "a", encoding="utf-8") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

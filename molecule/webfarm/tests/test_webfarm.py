@@ -2,7 +2,7 @@
 
 The site answers through the entry point from both web servers, with rows from PostgreSQL on
 the other host. Then deploys of playbooks/webservers.yml (--tags webservers, every web server)
-while bench/deploy/loadgen.py sends requests to /health/ through the entry point:
+while bench/deploy/loadgen.py sends 10 requests/s to /health/ through the entry point:
 
 1. a new release with a migration: no request fails, both hosts serve it, and the migration ran
    once (one host ran the migrate task, the migration table and the migration's own row say so);
@@ -16,17 +16,14 @@ Each step is a module-scoped fixture that keeps what it saw."""
 import json
 import os
 import re
-import shutil
 import subprocess
-import tempfile
 import time
 
 import pytest
 from weblab_lab import host_fixture, http
-from weblab_testinfra import PROJECT, run_playbook, superuser_sql
+from weblab_testinfra import PROJECT, one_load_at_a_time, run_playbook, site_copy, superuser_sql
 
 DEPLOY = "/srv/weblab"
-SITE = os.path.join(PROJECT, "examples", "site")
 LOADGEN = os.path.join(PROJECT, "bench", "deploy", "loadgen.py")
 WEBSERVERS = os.path.join(PROJECT, "playbooks", "webservers.yml")
 LG = "/root/weblab-loadgen"
@@ -49,26 +46,6 @@ ON_WEB2 = "__import__('socket').gethostname() == %r" % WEB2
 db_host = host_fixture("farm-db-debian12")
 web1_host = host_fixture("farm-web1-debian12")
 web2_host = host_fixture("farm-web2-debian12")
-
-
-def site_copy(changes):
-    """examples/site copied to a fresh directory, with CHANGES: {path: text} written, or
-    {path: (old, new)} replaced in the file."""
-    target = os.path.join(tempfile.mkdtemp(prefix="weblab-webfarm-"), "site")
-    shutil.copytree(SITE, target, ignore=shutil.ignore_patterns("__pycache__", "*.sqlite3"))
-    for path, change in changes.items():
-        full = os.path.join(target, path)
-        if isinstance(change, tuple):
-            with open(full, encoding="utf-8") as stream:
-                text = stream.read()
-            assert change[0] in text, (path, change[0])
-            text = text.replace(*change)
-        else:
-            text = change
-        os.makedirs(os.path.dirname(full), exist_ok=True)
-        with open(full, "w", encoding="utf-8") as stream:
-            stream.write(text)
-    return target
 
 
 def live(host):
@@ -97,13 +74,19 @@ def wait_for_file(host, path, seconds, failure):
 
 
 def deploy_under_load(db, source, *options):
-    """Deploy SOURCE to the web servers while the entry point gets 20 requests/s;
+    """Deploy SOURCE to the web servers while the entry point gets 10 requests/s, each given
+    30 s (a loaded CI machine answers slowly; a request the deploy drops fails at once);
     (rc, output, load report)."""
+    with one_load_at_a_time():
+        return _deploy_under_load(db, source, *options)
+
+
+def _deploy_under_load(db, source, *options):
     subprocess.run(["docker", "cp", LOADGEN, "%s:%s.py" % (ENTRY, LG)], check=True)
     db.run("rm -f %s.ready %s.stop %s.json", LG, LG, LG)
     started = db.run(
-        "setsid nohup python3 %s.py --url http://127.0.0.1/health/ --host weblab.test --rate 20 "
-        "--duration 900 --ready-file %s.ready --stop-file %s.stop --output %s.json > %s.log 2>&1 < /dev/null &",
+        "setsid nohup python3 %s.py --url http://127.0.0.1/health/ --host weblab.test --rate 10 "
+        "--timeout 30 --duration 900 --ready-file %s.ready --stop-file %s.stop --output %s.json > %s.log 2>&1 < /dev/null &",
         LG, LG, LG, LG, LG)
     assert started.rc == 0, started.stderr
     wait_for_file(db, LG + ".ready", 10, "the load generator did not start")

@@ -13,23 +13,18 @@ gunicorn (Debian 12) runs the steps with preload_app off, then a release with a 
 preload_app on; uWSGI (Debian 13) runs them once. Each step is a module-scoped fixture that
 checks its starting point and keeps what it saw."""
 
-import contextlib
-import fcntl
 import json
 import os
-import shutil
 import subprocess
-import tempfile
 import time
 import warnings
 
 import pytest
-from weblab_testinfra import PROJECT, run_playbook
+from weblab_testinfra import PROJECT, one_load_at_a_time, run_playbook, site_copy
 
 from nginx_http import request
 
 DEPLOY = "/srv/weblab"
-SITE = os.path.join(PROJECT, "examples", "site")
 LOADGEN = os.path.join(PROJECT, "bench", "deploy", "loadgen.py")
 WEBSERVERS = os.path.join(PROJECT, "playbooks", "webservers.yml")
 ROLLBACK = os.path.join(PROJECT, "playbooks", "rollback.yml")
@@ -42,35 +37,10 @@ ROLLBACK = os.path.join(PROJECT, "playbooks", "rollback.yml")
 NEW_WITHIN = 2.5
 RELOADED = 30.0
 LG = "/root/weblab-loadgen"
-# Held on the controller while a host's deploy runs under load: the hosts are verified side by
-# side (molecule.yml), but never two loads at once (two loads and two deploys overload a 2-core
-# machine); the other host meanwhile runs its steps without load.
-LOAD_LOCK = os.path.join(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY") or "/tmp", "weblab-webservers-load.lock")
 
 
 def live(host):
     return os.path.basename(host.file(DEPLOY + "/current").linked_to)
-
-
-def site_copy(changes):
-    """examples/site copied to a fresh directory, with CHANGES: {path: text} written, or
-    {path: (old, new)} replaced in the file."""
-    directory = tempfile.mkdtemp(prefix="weblab-webservers-")
-    target = os.path.join(directory, "site")
-    shutil.copytree(SITE, target, ignore=shutil.ignore_patterns("__pycache__", "*.sqlite3"))
-    for path, change in changes.items():
-        full = os.path.join(target, path)
-        if isinstance(change, tuple):
-            with open(full, encoding="utf-8") as stream:
-                text = stream.read()
-            assert change[0] in text, (path, change[0])
-            text = text.replace(*change)
-        else:
-            text = change
-        os.makedirs(os.path.dirname(full), exist_ok=True)
-        with open(full, "w", encoding="utf-8") as stream:
-            stream.write(text)
-    return target
 
 
 def wait_for(host, path, seconds, failure):
@@ -82,18 +52,10 @@ def wait_for(host, path, seconds, failure):
         time.sleep(0.1)
 
 
-@contextlib.contextmanager
-def one_load_at_a_time():
-    with open(LOAD_LOCK, "a", encoding="utf-8") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 def under_load(host, playbook, **extra_vars):
-    """Run PLAYBOOK against HOST while the load generator runs inside it; (rc, output, report)."""
+    """Run PLAYBOOK against HOST while the load generator runs inside it; (rc, output, report).
+    The hosts are verified side by side (molecule.yml), but never two loads at once
+    (one_load_at_a_time); the other host meanwhile runs its steps without load."""
     with one_load_at_a_time():
         return _under_load(host, playbook, **extra_vars)
 
