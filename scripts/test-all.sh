@@ -39,7 +39,7 @@ run ansible-lint ansible-lint
 # one after the other on two cores. A scenario in SOLO runs alone first. Each one's output is
 # printed whole when it ends.
 SOLO=" "
-LONGEST_FIRST="webfarm site webservers task_queue demo-test vagrant-test app nginx celery project rabbitmq
+LONGEST_FIRST="site webservers webfarm demo-test vagrant-test app nginx celery project rabbitmq
                backups postgresql sanity common unit integration redis memcached"
 # Make targets of their own that run in the lanes beside the scenarios (make demo-test and make
 # vagrant-test are not among them yet: they have not passed end to end; issue 11).

@@ -1,4 +1,4 @@
-"""Helpers of the scenarios that test the lab across hosts (molecule/task_queue, molecule/site):
+"""Helpers of the tests of the lab across hosts (molecule/site: the whole lab and the task queue):
 HTTPS requests sent from a host with its own Python, the task-queue front end's API, waiting
 for a condition with the unit's journal in the failure message."""
 

@@ -21,10 +21,10 @@ BACKUPS = VARS["weblab_backup_dir"]
 SITE_NAME = VARS["weblab_server_names"][0]
 DATA = "/srv/taskqueue/shared/data/experiments"
 
-frontend_host = host_fixture("site-frontend-debian13")
-worker_host = host_fixture("site-worker-debian13")
-web_host = host_fixture("site-web-debian13")
-broker_host = host_fixture("site-broker-debian13")
+frontend_host = host_fixture("site-frontend-debian12")
+worker_host = host_fixture("site-worker-debian12")
+web_host = host_fixture("site-web-debian12")
+broker_host = host_fixture("site-broker-debian12")
 
 
 @pytest.fixture(scope="module", name="queue")

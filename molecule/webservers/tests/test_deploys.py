@@ -81,6 +81,13 @@ def _under_load(host, playbook, **extra_vars):
     return rc, output, report
 
 
+def own_revision(host):
+    """A change that makes a failing release this host's own revision: both hosts are in the
+    webservers group, so each is the other's app peer, and a revision one of them marked failed
+    is refused on the other (the app role's app_peers) before it could fail there its own way."""
+    return {"deployed-on.txt": host.backend.get_hostname() + "\n"}
+
+
 def server(host):
     return "gunicorn" if host.backend.get_hostname().endswith("debian12") else "uwsgi"
 
@@ -171,7 +178,8 @@ def test_venv_step_made_a_new_venv(deploys):
 @pytest.fixture(scope="module")
 def import_error(host, deploys):
     broken = site_copy({"lab/views.py": ("from django.conf import settings\n",
-                                         "from django.conf import settings\nimport weblab_no_such_module\n")})
+                                         "from django.conf import settings\nimport weblab_no_such_module\n"),
+                        **own_revision(host)})
     before = live(host)
     rc, output, report = under_load(host, WEBSERVERS, app_source_path=broken)
     return rc, output, report, before, live(host)
@@ -193,7 +201,8 @@ def test_import_error_never_goes_live(import_error):
 @pytest.fixture(scope="module")
 def failing_health(host, import_error):
     sick = site_copy({"lab/views.py": ("return JsonResponse(body, status=status)",
-                                       "return JsonResponse(body, status=500)")})
+                                       "return JsonResponse(body, status=500)"),
+                      **own_revision(host)})
     before = live(host)
     rc, output = run_playbook(WEBSERVERS, "--tags", "webservers", host=host, app_source_path=sick)
     return rc, output, before, live(host)

@@ -1,8 +1,8 @@
-"""The task queue end to end across four hosts: experiments scheduled through the front end's
-REST API (nginx on tq-frontend) run on the worker (tq-worker), write their output files there
-and reach the site (tq-site) over HTTPS; cancelled ones never run; the broker (tq-broker) lets
-only the app's user in, on its own vhost, on its private address; 200 experiments complete
-exactly once while the worker is redeployed and a pool process is killed."""
+"""The task queue end to end across the lab's four hosts: experiments scheduled through the front
+end's REST API (nginx on site-frontend) run on the worker (site-worker), write their output files
+there and reach the site (site-web) over HTTPS; cancelled ones never run; the broker
+(site-broker) lets only the app's user in, on its own vhost, on its private address; 200
+experiments complete exactly once while the worker is redeployed and a pool process is killed."""
 
 import hashlib
 import json
@@ -17,16 +17,19 @@ import yaml
 from weblab_lab import FrontEnd, host_fixture, http, wait_for
 from weblab_testinfra import INVENTORY, PROJECT, exposure, superuser_sql
 
-SCENARIO = pathlib.Path(PROJECT) / "molecule" / "task_queue"
+SCENARIO = pathlib.Path(PROJECT) / "molecule" / "site"
 VARS = yaml.safe_load((SCENARIO / "molecule.yml").read_text())["provisioner"]["inventory"]["group_vars"]["all"]
 SITE_NAME = VARS["weblab_server_names"][0]
+APP = VARS["weblab_app_name"]
+PORT = VARS["weblab_db_port"]
+WORKER = "site-worker-debian12"
 DATA = "/srv/taskqueue/shared/data/experiments"
 WORKERS_PLAYBOOK = "weblab.stack.workers"
 
-frontend_host = host_fixture("tq-frontend-debian12")
-worker_host = host_fixture("tq-worker-debian12")
-site_host = host_fixture("tq-site-debian12")
-broker_host = host_fixture("tq-broker-debian12")
+frontend_host = host_fixture("site-frontend-debian12")
+worker_host = host_fixture(WORKER)
+web_host = host_fixture("site-web-debian12")
+broker_host = host_fixture("site-broker-debian12")
 
 
 @pytest.fixture(scope="module", name="queue")
@@ -34,8 +37,8 @@ def queue_fixture(frontend):
     return FrontEnd(frontend, VARS)
 
 
-def tq_sql(site, query):
-    return superuser_sql(site, query, database="taskqueue")
+def tq_sql(web, query):
+    return superuser_sql(web, query, database="taskqueue", port=PORT)
 
 
 def test_scheduled_experiment_runs_on_the_worker(queue, worker):
@@ -48,17 +51,17 @@ def test_scheduled_experiment_runs_on_the_worker(queue, worker):
     assert hashlib.sha256(output.content).hexdigest() == done["output_sha256"]
 
 
-def test_result_reaches_the_site(queue, site, worker):
+def test_result_reaches_the_site(queue, web, worker):
     ident = queue.schedule(0.2)
     queue.wait_until_done(ident, 60, worker)
     # Verified HTTPS: the site's certificate is signed by the test CA every host trusts.
-    [(status, result)] = http(site, "GET", f"https://{SITE_NAME}/results/{ident}/")
+    [(status, result)] = http(web, "GET", f"https://{SITE_NAME}/results/{ident}/")
     assert status == 200, result
     assert result["status"] == "done" and result["deliveries"] == 1, result
     assert result["output_sha256"] == queue.experiment(ident)["output_sha256"]
 
 
-def test_cancelled_queued_experiment_never_runs(queue, worker, site):
+def test_cancelled_queued_experiment_never_runs(queue, worker, web):
     # The two pool processes are busy with these, so the third waits in the queue.
     busy = queue.schedule(6, count=2)
     wait_for("both pool processes to be busy",
@@ -72,7 +75,7 @@ def test_cancelled_queued_experiment_never_runs(queue, worker, site):
     cancelled = queue.experiment(queued)
     assert cancelled["status"] == "cancelled" and cancelled["started_at"] is None, cancelled
     assert not worker.file(f"{DATA}/{queued}").exists
-    [(status, body)] = http(site, "GET", f"https://{SITE_NAME}/results/{queued}/")
+    [(status, body)] = http(web, "GET", f"https://{SITE_NAME}/results/{queued}/")
     assert status == 404, body
 
 
@@ -127,14 +130,14 @@ def test_broker_listens_on_its_private_address_only(broker):
     assert addresses == [f"{broker_address(broker)}:5672"], listening
 
 
-def test_database_accepts_the_task_queue_only_from_its_hosts(site):
-    hba = superuser_sql(site, "SELECT address || '/' || netmask, user_name::text FROM pg_hba_file_rules "
-                              "WHERE database::text = '{taskqueue}'")
+def test_database_accepts_the_task_queue_only_from_its_hosts(web):
+    hba = superuser_sql(web, "SELECT address || '/' || netmask, user_name::text FROM pg_hba_file_rules "
+                             "WHERE database::text = '{taskqueue}'", port=PORT)
     assert len(hba.splitlines()) == 2 and all("{taskqueue}" in line for line in hba.splitlines()), hba
 
 
 @pytest.fixture(scope="module")
-def redeploy_under_load(queue, worker, site, tmp_path_factory):
+def redeploy_under_load(queue, worker, web, tmp_path_factory):
     """200 experiments scheduled; while they run the workers playbook deploys a changed copy of
     the task code (with -vvv) and one pool process is killed with SIGKILL. Once the deploy has
     ended, 20 more: the 200 may all be done before a slow deploy restarts the worker (a loaded
@@ -143,11 +146,11 @@ def redeploy_under_load(queue, worker, site, tmp_path_factory):
     source = tmp_path_factory.mktemp("taskqueue") / "taskqueue"
     shutil.copytree(pathlib.Path(PROJECT) / "examples" / "taskqueue", source)
     with open(source / "experiments" / "tasks.py", "a", encoding="utf-8") as handle:
-        handle.write("\n# Redeployed by molecule/task_queue's test.\n")
+        handle.write("\n# Redeployed by molecule/site's test.\n")
     old_release = worker.check_output("basename $(readlink /srv/taskqueue/current)")
     ids = queue.schedule(0.6, count=200)
     log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
-    argv = ["ansible-playbook", "-i", INVENTORY, "--limit", "tq-worker-debian12", "-vvv",
+    argv = ["ansible-playbook", "-i", INVENTORY, "--limit", WORKER, "-vvv",
             "-e", json.dumps({"weblab_tq_test_source": str(source)}), WORKERS_PLAYBOOK]
     deploy = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, text=True)
     try:
@@ -172,12 +175,12 @@ def redeploy_under_load(queue, worker, site, tmp_path_factory):
         "date -d \"$(systemctl show -p ActiveEnterTimestamp --value celery-taskqueue-experiments.service)\" +%s")
     id_list = ",".join(f"'{each}'" for each in ids)
     wait_for(f"the {len(ids)} experiments to finish",
-             lambda: tq_sql(site, f"SELECT count(*) FROM experiments_experiment WHERE id IN ({id_list}) "
+             lambda: tq_sql(web, f"SELECT count(*) FROM experiments_experiment WHERE id IN ({id_list}) "
                                   "AND status IN ('done', 'failed')") == str(len(ids)), 600, worker)
-    rows = tq_sql(site, "SELECT id, status, completions, worker_release, extract(epoch FROM started_at) "
+    rows = tq_sql(web, "SELECT id, status, completions, worker_release, extract(epoch FROM started_at) "
                         f"FROM experiments_experiment WHERE id IN ({id_list})")
-    results = superuser_sql(site, "SELECT experiment, deliveries FROM lab_result "
-                                  f"WHERE experiment IN ({id_list})", database="weblab")
+    results = superuser_sql(web, "SELECT experiment, deliveries FROM lab_result "
+                                 f"WHERE experiment IN ({id_list})", database=APP, port=PORT)
     return {"ids": ids, "old": old_release, "new": new_release, "restarted": int(restarted),
             "rows": [line.split("|") for line in rows.splitlines()],
             "results": [line.split("|") for line in results.splitlines()],
