@@ -127,6 +127,7 @@ if [ "$from" -le 4 ]; then
     on web 'systemctl cat weblab-backup-weblab.service | grep -q -- "--port 5433"' ||
         fail "the site's dump unit does not use port 5433"
     # app.env as the app reads it (shell syntax, values single-quoted: DJANGO_DB_PORT='5433').
+    # shellcheck disable=SC2016 # expanded on the host, not here
     db_port_in() { printf '. %s/current/.weblab/app.env && test "$DJANGO_DB_PORT" = 5433' "$1"; }
     on web "$(db_port_in /srv/weblab)" || fail "the site's settings do not name port 5433"
     on frontend "$(db_port_in /srv/taskqueue)" || fail "the front end's settings do not name port 5433"

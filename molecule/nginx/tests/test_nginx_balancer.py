@@ -19,7 +19,7 @@ CA_FILE = "/etc/nginx/tls/balancer.upstream-ca.crt"
 def answers(host, site, count=6, **options):
     """COUNT answers of SITE through the balancer: (status, web server) each."""
     out = []
-    for _ in range(count):
+    for _attempt in range(count):
         answer = request(host, "/through-the-balancer", host_header=site, units=UNITS, **options)
         out.append((answer.get("status"), answer.header("x-backend")[0] if answer.header("x-backend") else None))
     return out
@@ -31,7 +31,7 @@ def web2_stopped(host):
     assert host.run("systemctl stop weblab-web2").rc == 0, journal(host, *UNITS)
     yield
     assert host.run("systemctl start weblab-web2").rc == 0, journal(host, *UNITS)
-    for _ in range(50):
+    for _attempt in range(50):
         if host.socket("tcp://127.0.0.1:8442").is_listening and host.socket("tcp://127.0.0.1:8452").is_listening:
             break
         time.sleep(0.2)
@@ -50,7 +50,7 @@ def test_requests_reach_both_web_servers_in_turn(host, site):
 @pytest.mark.parametrize("site", [HTTPS, PLAIN])
 def test_web_servers_answer_with_their_own_bodies(host, site):
     bodies = {}
-    for _ in range(4):
+    for _attempt in range(4):
         answer = request(host, "/body", host_header=site, units=UNITS)
         bodies[answer.json()["backend"]] = answer["body"]
     assert set(bodies) == set(WEB_SERVERS), bodies

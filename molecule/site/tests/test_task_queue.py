@@ -176,9 +176,9 @@ def redeploy_under_load(queue, worker, web, tmp_path_factory):
     id_list = ",".join(f"'{each}'" for each in ids)
     wait_for(f"the {len(ids)} experiments to finish",
              lambda: tq_sql(web, f"SELECT count(*) FROM experiments_experiment WHERE id IN ({id_list}) "
-                                  "AND status IN ('done', 'failed')") == str(len(ids)), 600, worker)
+                                 "AND status IN ('done', 'failed')") == str(len(ids)), 600, worker)
     rows = tq_sql(web, "SELECT id, status, completions, worker_release, extract(epoch FROM started_at) "
-                        f"FROM experiments_experiment WHERE id IN ({id_list})")
+                       f"FROM experiments_experiment WHERE id IN ({id_list})")
     results = superuser_sql(web, "SELECT experiment, deliveries FROM lab_result "
                                  f"WHERE experiment IN ({id_list})", database=APP, port=PORT)
     return {"ids": ids, "old": old_release, "new": new_release, "restarted": int(restarted),

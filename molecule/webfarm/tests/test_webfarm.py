@@ -120,7 +120,7 @@ def flat(output):
 def test_entry_point_passes_requests_to_both_web_servers(db, web1, web2):
     before = access_lines(web1), access_lines(web2)
     answers = http(db, "GET", f"https://{ENTRY}/health/", body=json.dumps([""] * 20), insecure=True)
-    assert [status for status, _ in answers] == [200] * 20, answers
+    assert [status for status, _server in answers] == [200] * 20, answers
     after = access_lines(web1), access_lines(web2)
     assert after[0] > before[0] and after[1] > before[1], (before, after)
 
@@ -128,7 +128,7 @@ def test_entry_point_passes_requests_to_both_web_servers(db, web1, web2):
 def test_page_through_the_entry_point_shows_rows_from_postgresql(db):
     name = "farm-%d" % time.time_ns()
     site_sql(db, f"INSERT INTO lab_experiment (name, created, release) VALUES ('{name}', now(), 'test')")
-    for _ in range(4):  # both web servers, whichever answers
+    for _attempt in range(4):  # both web servers, whichever answers
         [(status, body)] = http(db, "GET", f"https://{ENTRY}/", insecure=True)
         assert status == 200, body
         assert name in body
