@@ -23,7 +23,10 @@ def run_playbook(playbook, *options, host=None, **extra_vars):
         argv += ["--limit", host.backend.get_hostname()]
     if extra_vars:
         argv += ["-e", json.dumps(extra_vars)]
-    result = subprocess.run(argv + [playbook], capture_output=True, text=True, check=False, timeout=900)
+    # Plain text for the tests that read the output, whatever colour the caller's Ansible is set to
+    # (Molecule forces colour outside `make`).
+    env = dict(os.environ, ANSIBLE_FORCE_COLOR="false", ANSIBLE_NOCOLOR="true")
+    result = subprocess.run(argv + [playbook], capture_output=True, text=True, check=False, timeout=900, env=env)
     return result.returncode, result.stdout + result.stderr
 
 
