@@ -22,6 +22,21 @@ Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 SOURCES
 
+# dpkg as Debian's own container images set it up: no fsync per file (a test container's disk
+# is thrown away; packages installed 51 s -> 39 s here) and no manual pages, documentation or
+# translations of programs (the slim images' excludes; copyright files stay), so the roles'
+# package installs, most of a scenario's converge, spend their time on what the tests check.
+cat >/etc/dpkg/dpkg.cfg.d/weblab-test-speedup <<DPKG
+force-unsafe-io
+path-exclude=/usr/share/man/*
+path-exclude=/usr/share/info/*
+path-exclude=/usr/share/locale/*
+path-exclude=/usr/share/doc/*
+path-include=/usr/share/doc/*/copyright
+DPKG
+echo 'man-db man-db/auto-update boolean false' | debconf-set-selections
+printf 'Acquire::Languages "none";\n' >/etc/apt/apt.conf.d/weblab-test-no-translations
+
 # What every test host needs for Ansible and systemd; a no-op on a debootstrap tree that
 # already --include'd them, the work on debian:SUITE.
 apt-get update -qq

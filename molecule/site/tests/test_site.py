@@ -4,32 +4,15 @@ the site, a dump made and restored with the lab's playbooks, and the shared valu
 the inventory (app name, deploy path, database port, backup directory) found in every role
 that needs them."""
 
-import pathlib
 import uuid
 
 import pytest
-import yaml
-from weblab_lab import FrontEnd, host_fixture, http
+from lab_inventory import APP, DATA, PORT, SITE_NAME, VARS
+from weblab_lab import http
 from weblab_testinfra import PROJECT, run_playbook, superuser_sql
 
-VARS = yaml.safe_load((pathlib.Path(PROJECT) / "molecule" / "site" / "molecule.yml").read_text())[
-    "provisioner"]["inventory"]["group_vars"]["all"]
-APP = VARS["weblab_app_name"]
 DEPLOY = VARS["weblab_deploy_path"]
-PORT = VARS["weblab_db_port"]
 BACKUPS = VARS["weblab_backup_dir"]
-SITE_NAME = VARS["weblab_server_names"][0]
-DATA = "/srv/taskqueue/shared/data/experiments"
-
-frontend_host = host_fixture("site-frontend-debian12")
-worker_host = host_fixture("site-worker-debian12")
-web_host = host_fixture("site-web-debian12")
-broker_host = host_fixture("site-broker-debian12")
-
-
-@pytest.fixture(scope="module", name="queue")
-def queue_fixture(frontend):
-    return FrontEnd(frontend, VARS)
 
 
 def site_sql(web, query):

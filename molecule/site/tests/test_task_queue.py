@@ -13,28 +13,11 @@ import tempfile
 import time
 
 import pytest
-import yaml
-from weblab_lab import FrontEnd, host_fixture, http, wait_for
+from lab_inventory import APP, DATA, PORT, SITE_NAME, WORKER
+from weblab_lab import http, wait_for
 from weblab_testinfra import INVENTORY, PROJECT, exposure, superuser_sql
 
-SCENARIO = pathlib.Path(PROJECT) / "molecule" / "site"
-VARS = yaml.safe_load((SCENARIO / "molecule.yml").read_text())["provisioner"]["inventory"]["group_vars"]["all"]
-SITE_NAME = VARS["weblab_server_names"][0]
-APP = VARS["weblab_app_name"]
-PORT = VARS["weblab_db_port"]
-WORKER = "site-worker-debian12"
-DATA = "/srv/taskqueue/shared/data/experiments"
 WORKERS_PLAYBOOK = "weblab.stack.workers"
-
-frontend_host = host_fixture("site-frontend-debian12")
-worker_host = host_fixture(WORKER)
-web_host = host_fixture("site-web-debian12")
-broker_host = host_fixture("site-broker-debian12")
-
-
-@pytest.fixture(scope="module", name="queue")
-def queue_fixture(frontend):
-    return FrontEnd(frontend, VARS)
 
 
 def tq_sql(web, query):

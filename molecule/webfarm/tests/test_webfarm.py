@@ -10,7 +10,9 @@ while bench/deploy/loadgen.py sends 10 requests/s to /health/ through the entry 
    goes live nowhere; deployed again to farm-web1 alone, it is refused there, because farm-web2
    marked that revision failed;
 3. a release whose health check fails on farm-web2: farm-web1 switches to it, farm-web2 stays on
-   the release of 1. and marks it failed, and no request fails.
+   the release of 1. and marks it failed, and no request fails;
+4. playbooks/rollback.yml back to the release of 1.: farm-web1 goes back to it and proves it
+   serves before farm-web2 is rolled back (farm-web2 serves it already), and no request fails.
 Each step is a module-scoped fixture that keeps what it saw."""
 
 import json
@@ -26,6 +28,7 @@ from weblab_testinfra import PROJECT, one_load_at_a_time, run_playbook, site_cop
 DEPLOY = "/srv/weblab"
 LOADGEN = os.path.join(PROJECT, "bench", "deploy", "loadgen.py")
 WEBSERVERS = os.path.join(PROJECT, "playbooks", "webservers.yml")
+ROLLBACK = os.path.join(PROJECT, "playbooks", "rollback.yml")
 LG = "/root/weblab-loadgen"
 ENTRY = "farm-db-debian12"
 WEB2 = "farm-web2-debian12"
@@ -73,15 +76,17 @@ def wait_for_file(host, path, seconds, failure):
         time.sleep(0.1)
 
 
-def deploy_under_load(db, source, *options):
-    """Deploy SOURCE to the web servers while the entry point gets 10 requests/s, each given
-    30 s (a loaded CI machine answers slowly; a request the deploy drops fails at once);
-    (rc, output, load report)."""
+def deploy_under_load(db, source, *options, playbook=WEBSERVERS, **extra_vars):
+    """Deploy SOURCE to the web servers (or run another PLAYBOOK with EXTRA_VARS) while the entry
+    point gets 10 requests/s, each given 30 s (a loaded CI machine answers slowly; a request the
+    deploy drops fails at once); (rc, output, load report)."""
+    if source is not None:
+        extra_vars["app_source_path"] = source
     with one_load_at_a_time():
-        return _deploy_under_load(db, source, *options)
+        return _deploy_under_load(db, playbook, options, extra_vars)
 
 
-def _deploy_under_load(db, source, *options):
+def _deploy_under_load(db, playbook, options, extra_vars):
     subprocess.run(["docker", "cp", LOADGEN, "%s:%s.py" % (ENTRY, LG)], check=True)
     db.run("rm -f %s.ready %s.stop %s.json", LG, LG, LG)
     started = db.run(
@@ -91,7 +96,7 @@ def _deploy_under_load(db, source, *options):
     assert started.rc == 0, started.stderr
     wait_for_file(db, LG + ".ready", 10, "the load generator did not start")
     time.sleep(1)
-    rc, output = run_playbook(WEBSERVERS, "--tags", "webservers", *options, app_source_path=source)
+    rc, output = run_playbook(playbook, "--tags", "webservers", *options, **extra_vars)
     time.sleep(2)
     db.run("touch %s.stop", LG)
     wait_for_file(db, LG + ".json", 30, "no load report (playbook rc=%d, %s)" % (rc, output[-2000:]))
@@ -100,17 +105,23 @@ def _deploy_under_load(db, source, *options):
     return rc, output, report
 
 
-def task_hosts(output, task):
-    """The hosts with a result line under TASK in a playbook's OUTPUT (not the skipped ones)."""
-    hosts, inside = [], False
+def results(output):
+    """[(task header, host)] of every result line in a playbook's OUTPUT, in order (not the
+    skipped ones)."""
+    seen, task = [], ""
     for line in output.splitlines():
         if line.startswith("TASK ["):
-            inside = task in line
-        elif inside:
+            task = line
+        else:
             found = re.match(r"(ok|changed|failed|fatal): \[([^\]]+)\]", line)
             if found:
-                hosts.append(found.group(2))
-    return hosts
+                seen.append((task, found.group(2)))
+    return seen
+
+
+def task_hosts(output, task):
+    """The hosts with a result line under TASK in a playbook's OUTPUT (not the skipped ones)."""
+    return [host for header, host in results(output) if task in header]
 
 
 def flat(output):
@@ -221,3 +232,29 @@ def test_release_failing_on_web2_stops_the_rollout_there(web2, sick_on_web2):
     assert state_of(web2, after[0]) == "failed"
     assert "answered 500" in flat(output), output[-3000:]
     assert report["totals"]["failed"] == 0, report["totals"]
+
+
+@pytest.fixture(scope="module")
+def rolled_back(db, web1, web2, migrated, sick_on_web2):
+    """rollback.yml to the release of `migrated`, which farm-web2 still serves."""
+    to = migrated[4][1]
+    before = live(web1), live(web2)
+    rc, output, report = deploy_under_load(db, None, playbook=ROLLBACK, app_rollback_release=to)
+    return rc, output, report, before, (live(web1), live(web2)), to
+
+
+def test_rollback_returns_every_web_server_to_the_release(rolled_back):
+    rc, output, report, before, after, to = rolled_back
+    assert rc == 0, output[-3000:]
+    assert before[0] != to and after == (to, to), (before, after, to)
+    assert report["totals"]["failed"] == 0, report["totals"]
+
+
+def test_rollback_goes_host_by_host(rolled_back):
+    _rc, output, _report, _before, _after, _to = rolled_back
+    seen = results(output)
+    proved = [i for i, (task, host) in enumerate(seen)
+              if "Check that the app server serves release" in task and host == "farm-web1-debian12"]
+    web2 = [i for i, (task, host) in enumerate(seen)
+            if "Roll back to the previous good release" in task and host == WEB2]
+    assert proved and web2 and proved[0] < web2[0], output[-3000:]
