@@ -201,6 +201,137 @@ def quote_literal(value):
     return "'%s'" % value.replace("'", "''")
 
 
+# Settings whose value is a list of quoted elements (PostgreSQL's GUC_LIST_QUOTE): pg_dump
+# gives each element its own literal, and so do we.
+LIST_QUOTE_SETTINGS = frozenset(('local_preload_libraries', 'search_path', 'session_preload_libraries',
+                                 'shared_preload_libraries', 'temp_tablespaces', 'unix_socket_directories'))
+LOCALE_PROVIDERS = {'c': 'libc', 'i': 'icu', 'b': 'builtin'}
+
+
+def split_setting_list(text):
+    """The elements of a list setting as PostgreSQL stores it (``"$user", public``)."""
+    items, index, size = [], 0, len(text)
+    while True:
+        while index < size and text[index].isspace():
+            index += 1
+        if index >= size:
+            return items
+        if text[index] == '"':
+            index += 1
+            item = []
+            while True:
+                end = text.find('"', index)
+                if end < 0:
+                    raise BackupError('cannot read the list setting %r: a quote is not closed' % text)
+                item.append(text[index:end])
+                if text[end + 1:end + 2] == '"':
+                    item.append('"')
+                    index = end + 2
+                    continue
+                index = end + 1
+                break
+            items.append(''.join(item))
+        else:
+            end = index
+            while end < size and text[end] != ',' and not text[end].isspace():
+                end += 1
+            items.append(text[index:end])
+            index = end
+        while index < size and text[index].isspace():
+            index += 1
+        if index < size:
+            if text[index] != ',':
+                raise BackupError('cannot read the list setting %r at %r' % (text, text[index:]))
+            index += 1
+
+
+def setting_sql(entry):
+    """``name TO value`` for a stored setting NAME=VALUE, quoted as pg_dump quotes it."""
+    name, dummy, value = entry.partition('=')
+    if not re.match(r'^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)*$', name):
+        raise BackupError('cannot carry over the setting %r: its name is not a plain identifier' % entry)
+    if name.lower() in LIST_QUOTE_SETTINGS:
+        items = split_setting_list(value)
+        return '%s TO %s' % (name, ', '.join(quote_literal(item) for item in items) if items else "''")
+    return '%s TO %s' % (name, quote_literal(value))
+
+
+def database_properties(target):
+    """What a database carries beyond its contents, from databases_info's TARGET: locale provider
+    and its locale, ICU rules, connection limit, comment and settings (role None: the database's
+    own ALTER DATABASE settings)."""
+    catalog = target.get('catalog') or {}
+    provider = LOCALE_PROVIDERS.get(catalog.get('datlocprovider'))
+    limit = catalog.get('datconnlimit')
+    return {
+        'provider': provider,
+        'locale': catalog.get('datlocale', catalog.get('daticulocale')) if provider in ('icu', 'builtin') else None,
+        'icu_rules': catalog.get('daticurules') if provider == 'icu' else None,
+        'connection_limit': limit if limit is not None and limit != -1 else None,
+        'comment': target.get('comment'),
+        'settings': [(item['role'], entry) for item in target.get('settings') or [] for entry in item['config'] or []],
+    }
+
+
+def create_database_sql(name, target):
+    """CREATE DATABASE NAME from template0 with TARGET's owner, encoding, collation, ctype and
+    locale provider (with its ICU or builtin locale and ICU rules); TARGET None: the defaults."""
+    create = 'CREATE DATABASE %s TEMPLATE template0' % quote_ident(name)
+    if not target:
+        return create
+    create += ' OWNER %s ENCODING %s LC_COLLATE %s LC_CTYPE %s' % (
+        quote_ident(target['owner']), quote_literal(target['encoding']),
+        quote_literal(target['collate']), quote_literal(target['ctype']))
+    properties = database_properties(target)
+    if properties['provider']:
+        create += ' LOCALE_PROVIDER %s' % properties['provider']
+    if properties['provider'] == 'icu' and properties['locale']:
+        create += ' ICU_LOCALE %s' % quote_literal(properties['locale'])
+    if properties['icu_rules']:
+        create += ' ICU_RULES %s' % quote_literal(properties['icu_rules'])
+    if properties['provider'] == 'builtin' and properties['locale']:
+        create += ' BUILTIN_LOCALE %s' % quote_literal(properties['locale'])
+    return create
+
+
+def database_property_sql(name, target):
+    """The statements that give database NAME TARGET's connection limit, settings and comment:
+    run after the restore (a setting such as default_transaction_read_only, or a low connection
+    limit, would stop it), before the swap."""
+    properties = database_properties(target)
+    ident = quote_ident(name)
+    statements = []
+    if properties['connection_limit'] is not None:
+        statements.append('ALTER DATABASE %s CONNECTION LIMIT %d' % (ident, int(properties['connection_limit'])))
+    for role, entry in properties['settings']:
+        if role is None:
+            statements.append('ALTER DATABASE %s SET %s' % (ident, setting_sql(entry)))
+        else:
+            statements.append('ALTER ROLE %s IN DATABASE %s SET %s' % (quote_ident(role), ident, setting_sql(entry)))
+    if properties['comment'] is not None:
+        statements.append('COMMENT ON DATABASE %s IS %s' % (ident, quote_literal(properties['comment'])))
+    return statements
+
+
+def describe_properties(target):
+    """What of TARGET a restore carries over, for its actions."""
+    properties = database_properties(target)
+    parts = ['owner %s' % target['owner'], 'encoding %s' % target['encoding'],
+             'collation %s' % target['collate']]
+    if properties['provider']:
+        parts.append('locale provider %s%s' % (properties['provider'],
+                                               ' (%s)' % properties['locale'] if properties['locale'] else ''))
+    if properties['connection_limit'] is not None:
+        parts.append('connection limit %s' % properties['connection_limit'])
+    if properties['settings']:
+        parts.append('%d setting(s)' % len(properties['settings']))
+    if properties['comment'] is not None:
+        parts.append('its comment')
+    if target.get('has_acl'):
+        parts.append('its privileges')
+    return ', '.join(parts)
+
+
 def conninfo(database):
     """A libpq connection string naming DATABASE: safe whatever the name holds ("=", spaces)."""
     return "dbname='%s'" % database.replace('\\', '\\\\').replace("'", "\\'")
@@ -432,8 +563,8 @@ class Postgres:
         return self.run_ok(psql_argv(self.program('psql'), database, statements, self.connection_args()), what)
 
     def databases_info(self, name, others):
-        """(NAME's owner, encoding, locale, connection flag and database grants, or None; which of
-        the OTHERS exist), in one query."""
+        """(NAME's owner, encoding, locale, connection flag, database grants, catalog row, comment
+        and settings, or None; which of the OTHERS exist), in one query."""
         found = self.query(
             "SELECT json_build_object('target', (SELECT json_build_object('name', d.datname, "
             "'owner', pg_get_userbyid(d.datdba), "
@@ -441,7 +572,14 @@ class Postgres:
             "'allow_connections', d.datallowconn, 'has_acl', d.datacl IS NOT NULL, "
             "'grants', (SELECT coalesce(json_agg(json_build_object('privilege', a.privilege_type, "
             "'grantee', CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END, "
-            "'grantable', a.is_grantable)), '[]'::json) FROM aclexplode(d.datacl) a WHERE a.grantee <> d.datdba)) "
+            "'grantable', a.is_grantable)), '[]'::json) FROM aclexplode(d.datacl) a WHERE a.grantee <> d.datdba), "
+            # The whole catalog row (its columns differ between versions: the locale provider
+            # from 15, ICU rules from 16, datlocale instead of daticulocale from 17), the
+            # comment, and the ALTER DATABASE / ALTER ROLE ... IN DATABASE settings.
+            "'catalog', to_jsonb(d) - 'datacl', 'comment', shobj_description(d.oid, 'pg_database'), "
+            "'settings', (SELECT coalesce(json_agg(json_build_object('role', CASE WHEN s.setrole = 0 THEN NULL "
+            "ELSE pg_get_userbyid(s.setrole) END, 'config', s.setconfig) ORDER BY s.setrole), '[]'::json) "
+            "FROM pg_db_role_setting s WHERE s.setdatabase = d.oid)) "
             "FROM pg_database d WHERE d.datname = %s), "
             "'taken', (SELECT coalesce(json_agg(datname ORDER BY datname), '[]'::json) FROM pg_database "
             "WHERE datname IN (%s)))" % (quote_literal(name), ', '.join(quote_literal(other) for other in others)))
@@ -736,11 +874,37 @@ def remove_dump(directory, entry):
 
 # ---- dump ------------------------------------------------------------------------------------
 
+def private_files(path):
+    """Make the dump at PATH (a file, or a directory and its files) readable by its owner only:
+    0600 files, 0700 directories."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        os.chmod(path, 0o700)
+        for name in os.listdir(path):
+            private_files(os.path.join(path, name))
+    elif os.path.isfile(path) and not os.path.islink(path):
+        os.chmod(path, 0o600)
+
+
 def dump(pg, backup_dir, database, fmt='custom', jobs=1, compress=None, label=None, globals_dump=False,
          keep=None, max_age_days=None, check_mode=False, now=None, clock=time.monotonic):
     """Dump DATABASE into BACKUP_DIR under a temporary name, rename it, verify it, write its
     checksum and metadata (and the globals), then apply retention. Returns the result dict of
-    the postgresql_dump module."""
+    the postgresql_dump module. Every file it writes is its owner's only (0600, directories
+    0700), whatever the caller's umask: dumps hold the data, the globals password hashes."""
+    if check_mode:
+        return _dump(pg, backup_dir, database, fmt, jobs, compress, label, globals_dump, keep, max_age_days,
+                     check_mode, now, clock)
+    # pg_dump and pg_dumpall create their files with the umask they inherit.
+    umask = os.umask(0o077)
+    try:
+        return _dump(pg, backup_dir, database, fmt, jobs, compress, label, globals_dump, keep, max_age_days,
+                     check_mode, now, clock)
+    finally:
+        os.umask(umask)
+
+
+def _dump(pg, backup_dir, database, fmt, jobs, compress, label, globals_dump, keep, max_age_days, check_mode,
+          now, clock):
     check_database(database)
     check_format(fmt)
     label = check_label(label)
@@ -816,6 +980,7 @@ def dump(pg, backup_dir, database, fmt='custom', jobs=1, compress=None, label=No
         remove_path(paths['partial'])
         raise BackupError('pg_dump of database %s failed (rc=%s), nothing was kept: %s'
                           % (database, rc, tail(err or out)))
+    private_files(paths['partial'])
     os.rename(paths['partial'], paths['path'])
     fsync_dir(backup_dir)
     result['actions'].append('dump database %s (%s format) to %s' % (database, fmt, paths['path']))
@@ -835,6 +1000,7 @@ def dump(pg, backup_dir, database, fmt='custom', jobs=1, compress=None, label=No
             remove_path(globals_partial)
             raise BackupError('pg_dumpall --globals-only failed (rc=%s); the dump %s was written but is '
                               'not marked verified: %s' % (rc, paths['path'], tail(err or out)))
+        private_files(globals_partial)
         os.rename(globals_partial, paths['globals'])
         globals_path = paths['globals']
         result['actions'].append('dump the roles and tablespaces to %s' % globals_path)
@@ -895,8 +1061,18 @@ def pick_dump(backup_dir, database, dump_ref='latest', label=None):
     return path, fmt, None
 
 
+def dump_source(path, contents):
+    """The database a dump was made from, as its metadata file or its own table of contents
+    (``;     dbname: NAME``) says; None when neither says."""
+    metadata, dummy = read_metadata(path)
+    if isinstance(metadata, dict) and isinstance(metadata.get('database'), str):
+        return metadata['database']
+    found = re.search(r'^;\s+dbname: (.+)$', contents or '', re.M)
+    return found.group(1).strip() if found else None
+
+
 def restore(pg, backup_dir, database, dump_ref='latest', label=None, jobs=1, keep_replaced=True,
-            check_mode=False, now=None, clock=time.monotonic, sleep=time.sleep):
+            allow_other_database=False, check_mode=False, now=None, clock=time.monotonic, sleep=time.sleep):
     """Check the dump (checksum, then table of contents), restore it into a new database and,
     only when that succeeded, swap it in for DATABASE. Returns the postgresql_restore result."""
     check_database(database)
@@ -910,7 +1086,14 @@ def restore(pg, backup_dir, database, dump_ref='latest', label=None, jobs=1, kee
               'commands': pg.commands}
     # Read-only checks first, in check mode too: nothing is touched before they pass.
     result['checksum'] = verify_checksum(path)
-    verify_contents(pg, path, fmt)
+    source = dump_source(path, verify_contents(pg, path, fmt))
+    if source is not None and source != database:
+        if not allow_other_database:
+            raise BackupError('the dump %s was made from database %s, not %s: set allow_other_database to '
+                              'restore it into %s. Nothing was changed' % (os.path.basename(path), source,
+                                                                             database, database))
+        result['warnings'].append('the dump %s was made from database %s and is restored into %s, as '
+                                  'allow_other_database says' % (os.path.basename(path), source, database))
     if fmt == 'plain' and jobs > 1:
         result['warnings'].append('jobs=%d is ignored: a plain SQL dump is restored by psql in one '
                                   'transaction' % jobs)
@@ -923,8 +1106,9 @@ def restore(pg, backup_dir, database, dump_ref='latest', label=None, jobs=1, kee
     kept = replaced if target and keep_replaced else None
     result['replaced_by'] = kept
     result['restored_into'] = database
-    result['actions'].append('create database %s (owner %s) and restore %s into it'
-                             % (temp, target['owner'] if target else 'the login user', os.path.basename(path)))
+    result['actions'].append('create database %s (%s) and restore %s into it'
+                             % (temp, 'with the %s of %s' % (describe_properties(target), database) if target
+                                else 'owned by the login user', os.path.basename(path)))
     if target:
         result['actions'].append('rename database %s to %s and %s to %s' % (database, replaced, temp, database))
         if not keep_replaced:
@@ -937,13 +1121,8 @@ def restore(pg, backup_dir, database, dump_ref='latest', label=None, jobs=1, kee
     if check_mode:
         return result
 
-    create = 'CREATE DATABASE %s TEMPLATE template0' % quote_ident(temp)
-    if target:
-        create += ' OWNER %s ENCODING %s LC_COLLATE %s LC_CTYPE %s' % (
-            quote_ident(target['owner']), quote_literal(target['encoding']),
-            quote_literal(target['collate']), quote_literal(target['ctype']))
     # The database and its privileges in one psql run (each statement its own transaction).
-    statements = [create]
+    statements = [create_database_sql(temp, target)]
     if target and target['has_acl']:
         statements.append('REVOKE ALL ON DATABASE %s FROM PUBLIC' % quote_ident(temp))
         for grant in target['grants']:
@@ -961,6 +1140,10 @@ def restore(pg, backup_dir, database, dump_ref='latest', label=None, jobs=1, kee
             raise BackupError('restoring %s into the temporary database %s failed (rc=%s); it was dropped '
                               'and database %s was not touched: %s'
                               % (os.path.basename(path), temp, rc, database, tail(err or out)))
+        properties = database_property_sql(temp, target) if target else []
+        if properties:
+            pg.execute(properties, 'giving the temporary database %s the connection limit, settings and comment '
+                       'of %s' % (temp, database))
         if target:
             swap(pg, database, temp, replaced, target['allow_connections'], sleep)
         else:

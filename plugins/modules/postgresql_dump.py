@@ -55,6 +55,9 @@ options:
   backup_dir:
     description:
       - The directory holding the dumps. It is created with mode C(0700) when missing.
+      - Every file written there (the dump, its C(.sha256) and C(.json), the C(.globals.sql)
+        with the roles' password hashes) is mode C(0600), a directory dump C(0700), whatever the
+        umask the task runs with.
     type: path
     required: true
   format:

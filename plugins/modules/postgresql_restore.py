@@ -21,8 +21,11 @@ description:
     dump without a checksum file, or one that is truncated or altered, is refused with an
     error naming the damage, and nothing changes.
   - It then creates the database C(DATABASE_restore_TIME) from C(template0) with the owner,
-    encoding, collation and database privileges of O(database) (when it exists), and restores
-    into it. Custom and directory dumps are restored by C(pg_restore --exit-on-error) with
+    encoding, collation, ctype, locale provider (with its ICU or builtin locale and ICU rules)
+    and database privileges of O(database) (when it exists), and restores into it. Once the
+    restore succeeded, the new database gets the connection limit, the C(ALTER DATABASE ... SET)
+    and C(ALTER ROLE ... IN DATABASE ... SET) settings and the comment of O(database), so the
+    database swapped in is the one that was there, with the dump's contents. Custom and directory dumps are restored by C(pg_restore --exit-on-error) with
     O(jobs) parallel jobs; plain SQL by C(psql -v ON_ERROR_STOP=1 --single-transaction). So the
     restore stops at the first error.
   - Only when that succeeded is the new database swapped in. O(database) is closed to new
@@ -65,8 +68,9 @@ options:
   dump:
     description:
       - The file (or, for the directory format, directory) name of a dump in O(backup_dir), such
-        as C(weblab-20250101T020000Z.dump); it may be a dump of another database. It needs its
-        C(.sha256) file beside it.
+        as C(weblab-20250101T020000Z.dump). It needs its C(.sha256) file beside it. A dump made
+        from another database (its metadata or its table of contents says so) is refused unless
+        O(allow_other_database=true).
       - V(latest) is the newest verified dump of O(database) (by the time in its name), with
         label O(label) when given. Partial dumps, unverified ones and those whose metadata is
         damaged are skipped. When the dump chosen fails its checksum, the task fails instead of
@@ -90,10 +94,18 @@ options:
         C(%Y%m%d_%H%M%S)). With V(false) it is dropped once the new database is in place.
     type: bool
     default: true
+  allow_other_database:
+    description:
+      - Restore a dump made from another database into O(database), for example a copy of the
+        production data into a staging database. Without it such a dump is refused before
+        anything changes, since restoring the wrong database's dump replaces the data.
+    type: bool
+    default: false
 notes:
   - Sessions connected to O(database) are ended when the databases are swapped.
-  - Database-level settings (C(ALTER DATABASE ... SET), C(ALTER ROLE ... IN DATABASE ... SET))
-    and the comment of O(database) are not carried over; they stay with the replaced database.
+  - Restoring into a database that does not exist creates it with the server's defaults (the
+    login user as owner, template0's encoding and locale); the database-level properties of the
+    database the dump came from are then not applied.
   - Roles are not restored. Restore the C(.globals.sql) file written beside the dump with C(psql)
     first when the dump's roles do not exist on the server; otherwise the restore stops at the
     first object owned by a missing role, and nothing changes.
@@ -197,6 +209,7 @@ def main():
         label=dict(type='str'),
         jobs=dict(type='int', default=1),
         keep_replaced=dict(type='bool', default=True),
+        allow_other_database=dict(type='bool', default=False),
     )
     argument_spec.update(login_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
@@ -204,7 +217,8 @@ def main():
     pg = module_postgres(module)
     exit_module(module, pg, lambda: restore(
         pg, params['backup_dir'], params['database'], dump_ref=params['dump'], label=params['label'],
-        jobs=params['jobs'], keep_replaced=params['keep_replaced'], check_mode=module.check_mode),
+        jobs=params['jobs'], keep_replaced=params['keep_replaced'],
+        allow_other_database=params['allow_other_database'], check_mode=module.check_mode),
         lambda result: 'database %s' % result['database'])
 
 

@@ -303,8 +303,11 @@ def test_restore_into_a_new_database_keeps_owner_and_grants(cluster, run_module,
     assert cluster.psql("SELECT datacl FROM pg_database WHERE datname = 'owned'") == acl
     assert restored["replaced_by"]
 
-    fresh = run_module("postgresql_restore", dict(cluster.login, database="owned_copy", backup_dir=str(backup_dir),
-                                                  dump=os.path.basename(made["path"])))
+    copy = dict(cluster.login, database="owned_copy", backup_dir=str(backup_dir), dump=os.path.basename(made["path"]))
+    refused = run_module("postgresql_restore", copy)
+    assert refused.failed and "made from database owned, not owned_copy" in refused.msg, refused.msg
+    assert "owned_copy" not in cluster.databases()
+    fresh = run_module("postgresql_restore", dict(copy, allow_other_database=True))
     assert fresh["replaced_by"] is None
     assert cluster.rows("owned_copy") == [1, 2, 3]
 
@@ -347,3 +350,64 @@ def test_cli_makes_a_verified_dump_and_a_status_file(cluster, backup_dir, tmp_pa
     assert failed.returncode != 0 and "no_such_database" in failed.stderr, failed.stderr
     assert status.read_text() == before, "a failed run changed the status file"
     assert not [item for item in files(backup_dir) if "no_such_database" in item], files(backup_dir)
+
+
+def database_as_it_is(cluster, name):
+    """Everything pg_database and pg_db_role_setting hold about database NAME but its identity
+    and transaction horizons, with its comment."""
+    return json.loads(cluster.psql(
+        "SELECT json_build_object('catalog', to_jsonb(d) - 'oid' - 'datfrozenxid' - 'datminmxid', "
+        "'comment', shobj_description(d.oid, 'pg_database'), "
+        "'settings', (SELECT json_agg(json_build_object('role', pg_get_userbyid(s.setrole), 'config', s.setconfig) "
+        "ORDER BY s.setrole) FROM pg_db_role_setting s WHERE s.setdatabase = d.oid)) "
+        "FROM pg_database d WHERE d.datname = '%s'" % name))
+
+
+def test_restore_gives_back_the_database_as_it_was(cluster, run_module, backup_dir):
+    """An ICU database (Swedish order: å, ä, ö after z; lower case before upper) with a connection
+    limit, settings of its own and of a role in it, and a comment comes back with all of them,
+    and ORDER BY sorts as before."""
+    cluster.psql("DROP DATABASE IF EXISTS svlab WITH (FORCE)")
+    cluster.psql("DROP ROLE IF EXISTS sv_reader")
+    cluster.psql("CREATE ROLE sv_reader")
+    cluster.psql("CREATE DATABASE svlab TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'sv-SE' "
+                 "CONNECTION LIMIT 50")
+    cluster.psql("CREATE TABLE words (w text); INSERT INTO words VALUES ('z'), ('ö'), ('o'), ('a'), ('B'), "
+                 "('å'), ('ä'), ('b')", "svlab")
+    cluster.psql("ALTER DATABASE svlab SET work_mem = '64MB'")
+    cluster.psql('ALTER DATABASE svlab SET search_path = "$user", public, lab')
+    cluster.psql("ALTER ROLE sv_reader IN DATABASE svlab SET statement_timeout = '5s'")
+    cluster.psql("COMMENT ON DATABASE svlab IS 'Svenska ord, lab''s'")
+    order = "SELECT string_agg(w, ',' ORDER BY w) FROM words"
+    sorted_before = cluster.psql(order, "svlab")
+    # The data tells the collations apart: byte order differs from Swedish order.
+    assert sorted_before != cluster.psql("SELECT string_agg(w, ',' ORDER BY w COLLATE \"C\") FROM words", "svlab")
+    before = database_as_it_is(cluster, "svlab")
+    assert before["catalog"]["datlocprovider"] == "i" and before["catalog"]["datconnlimit"] == 50, before
+
+    run_module("postgresql_dump", dump_args(cluster, backup_dir, "svlab"))
+    cluster.psql("DELETE FROM words WHERE w = 'z'", "svlab")
+    restored = run_module("postgresql_restore", dict(cluster.login, database="svlab", backup_dir=str(backup_dir)))
+    assert restored["replaced_by"]
+    assert database_as_it_is(cluster, "svlab") == before
+    assert cluster.psql(order, "svlab") == sorted_before
+
+
+@pytest.mark.parametrize("fmt", ["custom", "directory"])
+def test_dump_and_globals_are_the_owners_only_under_a_loose_umask(cluster, run_module, backup_dir, fmt):
+    """pg_dump and pg_dumpall run from a playbook whose umask lets the group and others read
+    (0022, as a login shell has): the dump, the globals (password hashes) and every sidecar file
+    are 0600, a directory dump 0700."""
+    cluster.create_database("private", rows=5)
+    umask = os.umask(0o022)
+    try:
+        made = run_module("postgresql_dump", dump_args(cluster, backup_dir, "private", format=fmt, globals=True))
+    finally:
+        os.umask(umask)
+    modes = {}
+    for root, dirs, names in os.walk(backup_dir):
+        for name in dirs + names:
+            path = os.path.join(root, name)
+            modes[os.path.relpath(path, backup_dir)] = (os.path.isdir(path), os.stat(path).st_mode & 0o777)
+    assert os.path.basename(made["globals_path"]) in modes
+    assert all(mode == (0o700 if is_dir else 0o600) for is_dir, mode in modes.values()), modes

@@ -656,8 +656,12 @@ def test_restore_latest_with_label_and_named(tmp_path, bin_dir):
     with pytest.raises(BackupError, match="no verified dump of database weblab labelled r2"):
         core.restore(make_pg(fake, bin_dir), str(tmp_path), "weblab", label="r2", now=NOW)
     other = make_dump(tmp_path, "old_name", at(5))
-    assert core.restore(make_pg(fake, bin_dir), str(tmp_path), "weblab", dump_ref=other.name, check_mode=True,
-                        now=NOW)["dump"] == str(other)
+    with pytest.raises(BackupError, match="made from database old_name, not weblab: set allow_other_database"):
+        core.restore(make_pg(fake, bin_dir), str(tmp_path), "weblab", dump_ref=other.name, check_mode=True, now=NOW)
+    allowed = core.restore(make_pg(fake, bin_dir), str(tmp_path), "weblab", dump_ref=other.name, check_mode=True,
+                           allow_other_database=True, now=NOW)
+    assert allowed["dump"] == str(other)
+    assert any("made from database old_name" in warning for warning in allowed["warnings"])
     for bad in ("../x.dump", ".hidden.dump", "weblab.tar"):
         with pytest.raises(BackupError, match="dump="):
             core.restore(make_pg(fake, bin_dir), str(tmp_path), "weblab", dump_ref=bad, now=NOW)
@@ -680,3 +684,121 @@ def test_cli_status_file_only_on_success(tmp_path, bin_dir, monkeypatch, capsys)
                       str(status)], runner=fake) == 1
     assert "simulated failure" in capsys.readouterr().err
     assert status.read_text() == before
+
+
+# ---- what a restore carries over beyond the contents ----------------------------------------
+
+@pytest.mark.parametrize("stored, items", [
+    ('"$user", public', ["$user", "public"]),
+    ("public", ["public"]),
+    ('a,"b""c" , "d, e"', ["a", 'b"c', "d, e"]),
+    ("", []),
+    ("  ", []),
+])
+def test_split_setting_list(stored, items):
+    assert core.split_setting_list(stored) == items
+
+
+@pytest.mark.parametrize("stored", ['"open', "a b", 'a,"b"c'])
+def test_split_setting_list_refuses_what_postgresql_never_stores(stored):
+    with pytest.raises(BackupError, match="list setting"):
+        core.split_setting_list(stored)
+
+
+@pytest.mark.parametrize("entry, sql", [
+    ('search_path="$user", public', "search_path TO '$user', 'public'"),
+    ("search_path=", "search_path TO ''"),
+    ("work_mem=64MB", "work_mem TO '64MB'"),
+    ("statement_timeout=5s", "statement_timeout TO '5s'"),
+    ("app.tenant=it's", "app.tenant TO 'it''s'"),
+    ("default_text_search_config=pg_catalog.swedish", "default_text_search_config TO 'pg_catalog.swedish'"),
+])
+def test_setting_sql_quotes_as_pg_dump(entry, sql):
+    assert core.setting_sql(entry) == sql
+
+
+def test_setting_sql_refuses_a_name_it_cannot_write():
+    with pytest.raises(BackupError, match="not a plain identifier"):
+        core.setting_sql("bad name; DROP=1")
+
+
+ICU_TARGET = dict(TARGET, catalog={"datlocprovider": "i", "daticulocale": "sv-SE", "daticurules": None,
+                                   "datconnlimit": 50},
+                  comment="the lab's data", settings=[
+                      {"role": None, "config": ["work_mem=64MB", 'search_path="$user", public, lab']},
+                      {"role": "weblab_ro", "config": ["statement_timeout=5s"]}])
+
+
+def test_create_database_sql_keeps_the_locale_provider():
+    assert core.create_database_sql("t", ICU_TARGET) == (
+        "CREATE DATABASE \"t\" TEMPLATE template0 OWNER \"weblab\" ENCODING 'UTF8' LC_COLLATE 'C.UTF-8' "
+        "LC_CTYPE 'C.UTF-8' LOCALE_PROVIDER icu ICU_LOCALE 'sv-SE'")
+    # PostgreSQL 17 names the column datlocale and has a builtin provider; 16 ICU rules.
+    builtin = dict(TARGET, catalog={"datlocprovider": "b", "datlocale": "C.UTF-8", "datconnlimit": -1})
+    assert core.create_database_sql("t", builtin).endswith(" LOCALE_PROVIDER builtin BUILTIN_LOCALE 'C.UTF-8'")
+    rules = dict(TARGET, catalog={"datlocprovider": "i", "datlocale": "und", "daticurules": "&a < g"})
+    assert core.create_database_sql("t", rules).endswith(" LOCALE_PROVIDER icu ICU_LOCALE 'und' ICU_RULES '&a < g'")
+    libc = dict(TARGET, catalog={"datlocprovider": "c", "daticulocale": None, "datconnlimit": -1})
+    assert core.create_database_sql("t", libc).endswith(" LC_CTYPE 'C.UTF-8' LOCALE_PROVIDER libc")
+    # PostgreSQL 14 and older: no provider column, no clause.
+    assert core.create_database_sql("t", TARGET).endswith(" LC_CTYPE 'C.UTF-8'")
+    assert core.create_database_sql("t", None) == 'CREATE DATABASE "t" TEMPLATE template0'
+
+
+def test_restore_gives_the_new_database_the_properties_before_the_swap(tmp_path, bin_dir):
+    make_dump(tmp_path, "weblab", at(1))
+    fake = FakePostgres(databases={"weblab": ICU_TARGET})
+    result = core.restore(make_pg(fake, bin_dir), str(tmp_path), "weblab", now=NOW)
+    temp = '"weblab_restore_20250310_120000"'
+    properties = ["ALTER DATABASE %s CONNECTION LIMIT 50" % temp,
+                  "ALTER DATABASE %s SET work_mem TO '64MB'" % temp,
+                  "ALTER DATABASE %s SET search_path TO '$user', 'public', 'lab'" % temp,
+                  'ALTER ROLE "weblab_ro" IN DATABASE %s SET statement_timeout TO \'5s\'' % temp,
+                  "COMMENT ON DATABASE %s IS 'the lab''s data'" % temp]
+    statements = fake.statements()
+    assert [sql for sql in statements if sql in properties] == properties
+    restored = [index for index, (argv, env) in enumerate(fake.calls)
+                if argv[0].endswith("pg_restore") and "--list" not in argv][0]
+    applied = [index for index, (argv, env) in enumerate(fake.calls) if properties[0] in argv][0]
+    swapped = [index for index, (argv, env) in enumerate(fake.calls) if any("RENAME" in arg for arg in argv)][0]
+    assert restored < applied < swapped
+    assert any("locale provider icu (sv-SE), connection limit 50, 3 setting(s), its comment" in line
+               for line in result["actions"]), result["actions"]
+
+
+def test_restore_failing_to_apply_the_properties_drops_the_new_database(tmp_path, bin_dir):
+    make_dump(tmp_path, "weblab", at(1))
+    fake = FakePostgres(databases={"weblab": ICU_TARGET})
+    fake.fail["psql"] = lambda argv: any("CONNECTION LIMIT" in arg for arg in argv)
+    with pytest.raises(BackupError, match="connection limit, settings and comment"):
+        core.restore(make_pg(fake, bin_dir), str(tmp_path), "weblab", now=NOW)
+    statements = fake.statements()
+    assert statements[-1] == 'DROP DATABASE IF EXISTS "weblab_restore_20250310_120000"'
+    assert not [sql for sql in statements if "RENAME" in sql]
+
+
+def test_dump_source_from_metadata_or_the_table_of_contents(tmp_path):
+    dump = make_dump(tmp_path, "lab", at(1))
+    assert core.dump_source(str(dump), "") == "lab"
+    os.unlink(str(dump) + ".json")
+    assert core.dump_source(str(dump), TOC_HEADER + ";     dbname: lab_copy\n") == "lab_copy"
+    assert core.dump_source(str(dump), TOC_HEADER) is None
+
+
+@pytest.mark.parametrize("fmt", ["custom", "directory", "plain"])
+def test_dump_files_are_the_owners_only_whatever_the_umask(tmp_path, bin_dir, fmt):
+    backup = tmp_path / "backups"
+    umask = os.umask(0o002)
+    try:
+        core.dump(make_pg(FakePostgres(), bin_dir), str(backup), "weblab", fmt=fmt, globals_dump=True, now=NOW)
+        assert os.umask(0o002) == 0o002, "the caller's umask was not given back"
+    finally:
+        os.umask(umask)
+    modes = {}
+    for root, dirs, names in os.walk(backup):
+        for name in dirs + names:
+            path = os.path.join(root, name)
+            modes[os.path.relpath(path, backup)] = oct(os.stat(path).st_mode & 0o777)
+    assert oct(backup.stat().st_mode & 0o777) == "0o700"
+    assert modes and all(mode == ("0o700" if os.path.isdir(backup / name) else "0o600")
+                         for name, mode in modes.items()), modes
