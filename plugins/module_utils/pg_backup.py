@@ -818,34 +818,61 @@ def choose_latest(entries, label=None):
     return chosen
 
 
-def choose_removals(entries, keep=None, max_age_days=None, now=None):
+def choose_removals(entries, keep=None, max_age_days=None, now=None, verify=None, remove_unverified=False,
+                    reported=None):
     """The entries retention removes, oldest first, each with a ``reason``.
 
-    A verified dump is kept when it is among the KEEP newest verified dumps or younger than
+    A verified dump is kept when it is among the KEEP newest good dumps or younger than
     MAX_AGE_DAYS days (either rule keeps it; without either rule every verified dump is kept).
-    The newest verified dump is always kept. Partial and unverified dumps older than the newest
-    verified one are leftovers of failed runs and are removed; newer ones may be in progress
-    and are kept. Without any verified dump nothing is removed.
+    With VERIFY (entry -> problem or None, e.g. its checksum checked), only dumps that pass it
+    count toward KEEP: a damaged dump is reported and kept, never counted. The newest verified
+    dump is always kept. Partial dumps older than the newest verified one are leftovers of runs
+    that died and are removed; newer ones may be in progress and are kept. Unverified dumps
+    (sidecar files missing, metadata unreadable or not saying verified) and damaged ones are
+    reported, never removed unless REMOVE_UNVERIFIED (and older than the newest verified dump):
+    one of them may still be the only copy that restores. Without any verified dump nothing is
+    removed. What is reported is appended to REPORTED as {name, reason}.
     """
     now = now or utcnow()
+    reported = [] if reported is None else reported
     verified = [entry for entry in entries if entry['verified'] and not entry['partial']]
     verified.sort(key=lambda item: (item['time'], item['name']), reverse=True)
     if not verified:
         return []
+    good, damaged = [], {}
+    for entry in verified:
+        if keep is not None and len(good) >= keep:
+            break
+        problem = verify(entry) if verify and keep is not None else None
+        if problem:
+            damaged[entry['path']] = problem
+        else:
+            good.append(entry)
     newest = verified[0]
-    rank = dict((entry['path'], index) for index, entry in enumerate(verified))
+    rank = dict((entry['path'], index) for index, entry in enumerate(good))
     removals = []
     for entry in entries:
         if entry['path'] == newest['path']:
+            if entry['path'] in damaged:
+                reported.append({'name': entry['name'], 'reason': 'damaged (%s); kept, as the newest '
+                                 'verified dump, and not counted toward keep' % damaged[entry['path']]})
             continue
-        if entry['partial'] or not entry['verified']:
-            if (entry['time'], entry['name']) < (newest['time'], newest['name']):
+        older = (entry['time'], entry['name']) < (newest['time'], newest['name'])
+        problem = 'partial' if entry['partial'] else entry['problem'] if not entry['verified'] \
+            else damaged.get(entry['path'])
+        if problem is not None:
+            if not older:
+                continue
+            if entry['partial'] or remove_unverified:
                 removals.append(dict(entry, reason='%s, older than the newest verified dump'
-                                     % ('partial' if entry['partial'] else 'unverified (%s)' % entry['problem'])))
+                                     % ('partial' if entry['partial'] else 'unverified (%s)' % problem)))
+            else:
+                reported.append({'name': entry['name'], 'reason': '%s; kept (not counted toward keep): remove it '
+                                 'by hand, or with remove_unverified, once no restore needs it' % problem})
             continue
         if keep is None and max_age_days is None:
             continue
-        by_count = keep is not None and rank[entry['path']] < keep
+        by_count = keep is not None and rank.get(entry['path'], keep) < keep
         by_age = max_age_days is not None and now - entry['time'] < datetime.timedelta(days=max_age_days)
         if by_count or by_age:
             continue
@@ -857,6 +884,15 @@ def choose_removals(entries, keep=None, max_age_days=None, now=None):
         removals.append(dict(entry, reason=' and '.join(reasons)))
     removals.sort(key=lambda item: (item['time'], item['name']))
     return removals
+
+
+def checked(entry):
+    """None when the dump of ENTRY matches its checksum file, else what is wrong."""
+    try:
+        verify_checksum(entry['path'])
+    except BackupError as exc:
+        return str(exc).split('. Nothing was changed', maxsplit=1)[0]
+    return None
 
 
 def remove_dump(directory, entry):
@@ -874,6 +910,20 @@ def remove_dump(directory, entry):
 
 # ---- dump ------------------------------------------------------------------------------------
 
+def retention(result, entries, keep, max_age_days, now, remove_unverified, fresh=None):
+    """choose_removals for a dump run: the dumps counted toward KEEP have their checksums checked
+    (all but FRESH, the dump this run just verified, and in check mode the one it would make);
+    what is kept unverified or damaged goes to RESULT's problems and warnings."""
+    planned = result['path'] if fresh is None else fresh
+    problems = []
+    removals = choose_removals(entries, keep, max_age_days, now,
+                               verify=lambda entry: None if entry['path'] == planned else checked(entry),
+                               remove_unverified=remove_unverified, reported=problems)
+    result['problems'] = problems
+    result['warnings'].extend('%s: %s' % (item['name'], item['reason']) for item in problems)
+    return removals
+
+
 def private_files(path):
     """Make the dump at PATH (a file, or a directory and its files) readable by its owner only:
     0600 files, 0700 directories."""
@@ -885,26 +935,26 @@ def private_files(path):
         os.chmod(path, 0o600)
 
 
-def dump(pg, backup_dir, database, fmt='custom', jobs=1, compress=None, label=None, globals_dump=False,
-         keep=None, max_age_days=None, check_mode=False, now=None, clock=time.monotonic):
+def dump(pg, backup_dir, database, check_mode=False, **options):
     """Dump DATABASE into BACKUP_DIR under a temporary name, rename it, verify it, write its
-    checksum and metadata (and the globals), then apply retention. Returns the result dict of
-    the postgresql_dump module. Every file it writes is its owner's only (0600, directories
-    0700), whatever the caller's umask: dumps hold the data, the globals password hashes."""
+    checksum and metadata (and the globals), then apply retention (OPTIONS: fmt, jobs, compress,
+    label, globals_dump, keep, max_age_days, remove_unverified, now, clock). Returns the result
+    dict of the postgresql_dump module. Every file it writes is its owner's only (0600,
+    directories 0700), whatever the caller's umask: dumps hold the data, the globals password
+    hashes."""
     if check_mode:
-        return _dump(pg, backup_dir, database, fmt, jobs, compress, label, globals_dump, keep, max_age_days,
-                     check_mode, now, clock)
+        return _dump(pg, backup_dir, database, check_mode=True, **options)
     # pg_dump and pg_dumpall create their files with the umask they inherit.
     umask = os.umask(0o077)
     try:
-        return _dump(pg, backup_dir, database, fmt, jobs, compress, label, globals_dump, keep, max_age_days,
-                     check_mode, now, clock)
+        return _dump(pg, backup_dir, database, **options)
     finally:
         os.umask(umask)
 
 
-def _dump(pg, backup_dir, database, fmt, jobs, compress, label, globals_dump, keep, max_age_days, check_mode,
-          now, clock):
+def _dump(pg, backup_dir, database, fmt='custom', jobs=1, compress=None, label=None, globals_dump=False,
+          keep=None, max_age_days=None, remove_unverified=False, check_mode=False, now=None,
+          clock=time.monotonic):
     check_database(database)
     check_format(fmt)
     label = check_label(label)
@@ -917,8 +967,8 @@ def _dump(pg, backup_dir, database, fmt, jobs, compress, label, globals_dump, ke
     backup_dir = os.path.abspath(backup_dir)
     result = {'changed': True, 'database': database, 'backup_dir': backup_dir, 'format': fmt,
               'label': label, 'path': None, 'name': None, 'size': None, 'checksum': None,
-              'duration': None, 'globals_path': None, 'metadata': None, 'removed': [], 'actions': [],
-              'warnings': [], 'commands': pg.commands}
+              'duration': None, 'globals_path': None, 'metadata': None, 'removed': [], 'problems': [],
+              'actions': [], 'warnings': [], 'commands': pg.commands}
     if os.path.lexists(backup_dir) and not os.path.isdir(backup_dir):
         raise BackupError('backup_dir %s exists and is not a directory' % backup_dir)
     before = [entry['name'] for entry in scan(backup_dir, database) if entry['verified']]
@@ -949,7 +999,7 @@ def _dump(pg, backup_dir, database, fmt, jobs, compress, label, globals_dump, ke
         planned = scan(backup_dir, database)
         planned.append(dict(parse_dump_name(name, database), path=result['path'], partial=False,
                             verified=True, metadata=None, problem=None))
-        removals = choose_removals(planned, keep, max_age_days, now)
+        removals = retention(result, planned, keep, max_age_days, now, remove_unverified)
         for entry in removals:
             result['actions'].append('remove %s (%s)' % (entry['name'], entry['reason']))
         result['removed'] = [entry['path'] for entry in removals]
@@ -1016,7 +1066,8 @@ def _dump(pg, backup_dir, database, fmt, jobs, compress, label, globals_dump, ke
     }
     write_atomic(paths['json'], json.dumps(metadata, indent=2, sort_keys=True) + '\n', 0o600)
 
-    removals = choose_removals(scan(backup_dir, database), keep, max_age_days, now)
+    removals = retention(result, scan(backup_dir, database), keep, max_age_days, now, remove_unverified,
+                         fresh=paths['path'])
     for entry in removals:
         remove_dump(backup_dir, entry)
         result['actions'].append('remove %s (%s)' % (entry['name'], entry['reason']))
@@ -1037,9 +1088,27 @@ def describe_good(entry):
     return 'verified, label %s' % entry['label'] if entry['label'] else 'verified, no label'
 
 
+def passed_over(entries, chosen, label=None):
+    """[{name, reason}] of the dumps newer than CHOSEN that `latest` did not take, newest first:
+    a newer dump is never skipped silently."""
+    skipped = []
+    for entry in entries:
+        if (entry['time'], entry['name']) <= (chosen['time'], chosen['name']):
+            continue
+        if entry['problem']:
+            reason = entry['problem']
+        elif label is not None and entry['label'] != label:
+            reason = 'labelled %s, not %s' % (entry['label'], label) if entry['label'] else 'no label, not %s' % label
+        else:
+            continue
+        skipped.append({'name': entry['name'], 'reason': reason})
+    return skipped[::-1]
+
+
 def pick_dump(backup_dir, database, dump_ref='latest', label=None):
-    """(path, format, entry-or-None) of the dump to restore. `latest` is the newest verified dump
-    of DATABASE (with LABEL, when given); a name is a file or directory in BACKUP_DIR."""
+    """(path, format, entry-or-None, [dumps passed over]) of the dump to restore. `latest` is the
+    newest verified dump of DATABASE (with LABEL, when given); a name is a file or directory in
+    BACKUP_DIR."""
     if dump_ref in (None, '', 'latest'):
         entries = scan(backup_dir, database)
         chosen = choose_latest(entries, label)
@@ -1048,7 +1117,7 @@ def pick_dump(backup_dir, database, dump_ref='latest', label=None):
                                for entry in entries) or 'none'
             raise BackupError('no verified dump of database %s%s in %s; dumps found: %s'
                               % (database, ' labelled %s' % label if label else '', backup_dir, others))
-        return chosen['path'], chosen['format'], chosen
+        return chosen['path'], chosen['format'], chosen, passed_over(entries, chosen, label)
     if '/' in dump_ref or dump_ref in ('.', '..') or dump_ref.startswith('.'):
         raise BackupError('dump=%r must be the name of a dump in backup_dir (no "/"), or latest' % dump_ref)
     fmt = format_of(dump_ref)
@@ -1058,7 +1127,7 @@ def pick_dump(backup_dir, database, dump_ref='latest', label=None):
     path = os.path.join(backup_dir, dump_ref)
     if not os.path.lexists(path):
         raise BackupError('the dump %s does not exist' % path)
-    return path, fmt, None
+    return path, fmt, None, []
 
 
 def dump_source(path, contents):
@@ -1080,9 +1149,11 @@ def restore(pg, backup_dir, database, dump_ref='latest', label=None, jobs=1, kee
     check_positive(jobs, 'jobs', allow_none=False)
     backup_dir = os.path.abspath(backup_dir)
     started = clock()
-    path, fmt, dummy = pick_dump(backup_dir, database, dump_ref, label)
+    path, fmt, dummy, skipped = pick_dump(backup_dir, database, dump_ref, label)
     result = {'changed': True, 'database': database, 'dump': path, 'format': fmt, 'checksum': None,
-              'replaced_by': None, 'restored_into': None, 'duration': None, 'actions': [], 'warnings': [],
+              'replaced_by': None, 'restored_into': None, 'duration': None, 'passed_over': skipped,
+              'actions': [], 'warnings': ['latest passed over the newer dump %s: %s' % (item['name'], item['reason'])
+                                          for item in skipped],
               'commands': pg.commands}
     # Read-only checks first, in check mode too: nothing is touched before they pass.
     result['checksum'] = verify_checksum(path)
@@ -1090,8 +1161,8 @@ def restore(pg, backup_dir, database, dump_ref='latest', label=None, jobs=1, kee
     if source is not None and source != database:
         if not allow_other_database:
             raise BackupError('the dump %s was made from database %s, not %s: set allow_other_database to '
-                              'restore it into %s. Nothing was changed' % (os.path.basename(path), source,
-                                                                             database, database))
+                              'restore it into %s. Nothing was changed'
+                              % (os.path.basename(path), source, database, database))
         result['warnings'].append('the dump %s was made from database %s and is restored into %s, as '
                                   'allow_other_database says' % (os.path.basename(path), source, database))
     if fmt == 'plain' and jobs > 1:
@@ -1201,7 +1272,7 @@ def swap(pg, database, temp, replaced, allow_connections, sleep=time.sleep, atte
 def write_status(path, result):
     status = {'last_success': iso(utcnow()), 'file': result['path'], 'size': result['size'],
               'duration': result['duration'], 'database': result['database'], 'sha256': result['checksum'],
-              'removed': result['removed']}
+              'removed': result['removed'], 'problems': result['problems']}
     write_atomic(path, json.dumps(status, indent=2, sort_keys=True) + '\n', 0o644)
     return status
 
@@ -1219,6 +1290,8 @@ def main(argv=None, runner=subprocess_runner):
     command.add_argument('--globals', action='store_true', help='also pg_dumpall --globals-only')
     command.add_argument('--keep', type=int, help='keep the N newest verified dumps')
     command.add_argument('--max-age-days', type=int, help='keep the dumps younger than D days')
+    command.add_argument('--remove-unverified', action='store_true',
+                         help='also remove unverified and damaged dumps older than the newest verified one')
     command.add_argument('--status-file', help='JSON status written on success, for monitoring')
     command.add_argument('--host', help='server host (default: the local socket)')
     command.add_argument('--port', type=int)
@@ -1231,7 +1304,7 @@ def main(argv=None, runner=subprocess_runner):
     try:
         result = dump(pg, args.dir, args.database, fmt=args.format, jobs=args.jobs, compress=args.compress,
                       label=args.label, globals_dump=args.globals, keep=args.keep,
-                      max_age_days=args.max_age_days)
+                      max_age_days=args.max_age_days, remove_unverified=args.remove_unverified)
         if args.status_file:
             write_status(args.status_file, result)
     except (BackupError, OSError) as exc:
@@ -1239,6 +1312,8 @@ def main(argv=None, runner=subprocess_runner):
         return 1
     for line in result['actions']:
         sys.stdout.write('%s\n' % line)
+    for line in result['warnings']:
+        sys.stderr.write('pg_backup: warning: %s\n' % line)
     sys.stdout.write('verified dump %s: %s bytes, sha256 %s, %s s\n'
                      % (result['path'], result['size'], result['checksum'], result['duration']))
     return 0

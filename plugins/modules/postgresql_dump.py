@@ -24,9 +24,12 @@ description:
     line per file for the directory format) and the metadata C(NAME.json) are written. Only a
     dump with both counts as verified; O(globals) adds C(DATABASE-TIME[-LABEL].globals.sql).
   - Retention then removes the dumps of the database that O(keep) and O(max_age_days) no
-    longer keep, with their checksum, metadata and globals files. The newest verified dump is
-    never removed. Partial and unverified dumps older than the newest verified one (left by
-    failed runs) are removed too. Dumps of other databases are never touched.
+    longer keep, with their checksum, metadata and globals files. Only good dumps count toward
+    O(keep); the dumps it counts have their checksums checked, and a damaged one is reported
+    and kept. The newest verified dump is never removed. Partial dumps older than the newest
+    verified one (left by runs that died) are removed too; unverified dumps (a sidecar file
+    missing) are reported and kept unless O(remove_unverified). Dumps of other databases are
+    never touched.
   - The time in the name, not the file time, says how old a dump is, so copies keep their age.
   - Every run makes a new dump, so the task always reports a change.
   - The same code runs from the C(weblab.stack.backups) timer as C(python3 pg_backup.py dump).
@@ -98,8 +101,9 @@ options:
     default: false
   keep:
     description:
-      - Retention by count, at least 1. The O(keep) newest verified dumps of the database are
-        kept.
+      - Retention by count, at least 1. The O(keep) newest good dumps of the database are kept, good
+        meaning verified and still matching their checksums. A damaged dump never counts
+        toward O(keep); it is reported in RV(problems) and kept.
       - With O(max_age_days) too, a dump is kept when either rule keeps it. Without both, no
         verified dump is removed.
     type: int
@@ -107,6 +111,15 @@ options:
     description:
       - Retention by age, at least 1. Verified dumps younger than this many days are kept.
     type: int
+  remove_unverified:
+    description:
+      - Also remove the unverified dumps (a sidecar file missing, metadata unreadable or not
+        saying verified) and the damaged ones that are older than the newest verified dump.
+      - By default they are kept and reported in RV(problems) and as warnings, since one of them
+        may still be the only copy that restores. Partial leftovers (C(.NAME.partial)) older
+        than the newest verified dump are always removed.
+    type: bool
+    default: false
 notes:
   - Run it as the C(postgres) user (C(become_user=postgres), which needs the C(acl) package on
     the host) to connect through the local socket, or give O(login_host) and the other login
@@ -230,6 +243,17 @@ removed:
   type: list
   elements: str
   sample: [/var/backups/postgresql/weblab-20241220T020000Z.dump]
+problems:
+  description:
+    - The dumps retention kept although they do not count toward O(keep) (unverified, or
+      damaged, their files no longer matching their checksums), each with the reason. Each is
+      also a warning.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - name: weblab-20241220T020000Z.dump
+      reason: no metadata file; kept (not counted toward keep)
 actions:
   description: One line per change made (in check mode, that a real run would make).
   returned: always
@@ -260,6 +284,7 @@ def main():
         globals=dict(type='bool', default=False),
         keep=dict(type='int'),
         max_age_days=dict(type='int'),
+        remove_unverified=dict(type='bool', default=False),
     )
     argument_spec.update(login_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
@@ -268,7 +293,8 @@ def main():
     exit_module(module, pg, lambda: dump(
         pg, params['backup_dir'], params['database'], fmt=params['format'], jobs=params['jobs'],
         compress=params['compress'], label=params['label'], globals_dump=params['globals'], keep=params['keep'],
-        max_age_days=params['max_age_days'], check_mode=module.check_mode),
+        max_age_days=params['max_age_days'], remove_unverified=params['remove_unverified'],
+        check_mode=module.check_mode),
         lambda result: result['backup_dir'])
 
 

@@ -73,7 +73,8 @@ options:
         O(allow_other_database=true).
       - V(latest) is the newest verified dump of O(database) (by the time in its name), with
         label O(label) when given. Partial dumps, unverified ones and those whose metadata is
-        damaged are skipped. When the dump chosen fails its checksum, the task fails instead of
+        damaged are skipped, and every newer dump skipped is reported (RV(passed_over) and a
+        warning). When the dump chosen fails its checksum, the task fails instead of
         falling back to an older dump; name that one to restore it.
     type: str
     default: latest
@@ -177,6 +178,17 @@ replaced_by:
   returned: always
   type: str
   sample: weblab_replaced_20250102_093000
+passed_over:
+  description:
+    - With O(dump=latest), the dumps newer than the one chosen that it did not take, newest
+      first, each with the reason (unfinished, unverified, damaged metadata, another label). Each
+      is also a warning, so the newest dump is never skipped silently. Empty for a named dump.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - name: weblab-20250102T020000Z.dump
+      reason: no checksum file
 duration:
   description: Seconds spent checking, restoring and swapping; null in check mode.
   returned: always

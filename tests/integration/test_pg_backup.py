@@ -218,30 +218,42 @@ def test_retention_over_simulated_dates_keeps_exactly_what_the_settings_say(clus
     other = simulated_dump(template_path, backup_dir, "kept-other", now - datetime.timedelta(days=60))
     before = files(backup_dir)
 
-    # keep 2 newest OR younger than 4 days: the new dump, 1d, 2d, 3d stay; 5d, 9d, 30d go,
-    # as do the old unverified dump and the partial leftover; another database's dump stays.
+    # keep 2 newest OR younger than 4 days: the new dump, 1d, 2d, 3d stay; 5d, 9d, 30d go, as
+    # does the partial leftover; the old dump without metadata is reported and kept (it may be
+    # the only one that restores); another database's dump stays.
     args = dump_args(cluster, backup_dir, "kept", keep=2, max_age_days=4)
     checked = run_module("postgresql_dump", args, "--check")
-    expected = sorted(str(backup_dir / name) for name in
-                      (ages[5], ages[9], ages[30], unverified_old, partial_old))
+    expected = sorted(str(backup_dir / name) for name in (ages[5], ages[9], ages[30], partial_old))
     assert sorted(checked["removed"]) == expected
+    assert [item["name"] for item in checked["problems"]] == [unverified_old]
     assert files(backup_dir) == before, "check mode removed files"
 
     done = run_module("postgresql_dump", args)
     assert sorted(done["removed"]) == expected
+    assert [item["name"] for item in done["problems"]] == [unverified_old]
+    assert any(unverified_old in warning for warning in done.result.get("warnings", [])), done.result
     new = os.path.basename(done["path"])
     left = set(files(backup_dir))
     for name in (new, ages[1], ages[2], ages[3], other):
         assert {name, name + ".sha256"} <= left, (name, left)
-    for name in (ages[5], ages[9], ages[30], unverified_old):
+    assert unverified_old in left
+    for name in (ages[5], ages[9], ages[30]):
         assert not {name, name + ".sha256", name + ".json"} & left, (name, left)
     assert partial_old not in left
 
-    # Count only: the two newest verified dumps stay.
+    # Count only, with the dump made above altered since it was verified: it does not count
+    # toward keep (reported, kept), so the two newest good dumps are this run's and the 1-day one.
+    (backup_dir / new).write_bytes((backup_dir / new).read_bytes()[:-10])
     only = run_module("postgresql_dump", dump_args(cluster, backup_dir, "kept", keep=2))
     newest = os.path.basename(only["path"])
+    assert sorted(item["name"] for item in only["problems"]) == sorted([new, unverified_old])
     assert sorted(name for name in files(backup_dir) if name.startswith("kept-2") and name.endswith(".dump")) \
-        == sorted([new, newest])
+        == sorted([new, newest, ages[1], unverified_old])
+
+    # Asked to, retention removes the unverified dump too; the damaged one goes like any dump
+    # beyond the two newest good ones.
+    asked = run_module("postgresql_dump", dump_args(cluster, backup_dir, "kept", keep=2, remove_unverified=True))
+    assert sorted(os.path.basename(path) for path in asked["removed"]) == sorted([ages[1], unverified_old, new])
 
 
 @pytest.mark.parametrize("fmt", ["custom", "directory"])

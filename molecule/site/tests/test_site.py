@@ -9,7 +9,7 @@ import uuid
 import pytest
 from lab_inventory import APP, DATA, PORT, SITE_NAME, VARS
 from weblab_lab import http
-from weblab_testinfra import PROJECT, run_playbook, superuser_sql
+from weblab_testinfra import run_playbook, superuser_sql
 
 DEPLOY = VARS["weblab_deploy_path"]
 BACKUPS = VARS["weblab_backup_dir"]

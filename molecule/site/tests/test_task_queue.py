@@ -13,7 +13,7 @@ import tempfile
 import time
 
 import pytest
-from lab_inventory import APP, DATA, PORT, SITE_NAME, WORKER
+from lab_inventory import APP, DATA, PORT, SITE_NAME, VARS, WORKER
 from weblab_lab import http, wait_for
 from weblab_testinfra import INVENTORY, PROJECT, exposure, superuser_sql
 

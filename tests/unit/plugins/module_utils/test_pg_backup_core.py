@@ -231,9 +231,40 @@ def test_newest_verified_counts_verified_dumps_only():
 def test_leftovers_older_than_the_newest_verified_go_newer_ones_stay():
     entries = [entry(0, hours=1), entry(0, partial=True), entry(0, verified=False),
                entry(2, partial=True), entry(3, verified=False), entry(4)]
-    removals = core.choose_removals(entries, now=NOW)
-    assert sorted(item["path"] for item in removals) == sorted([entries[3]["path"], entries[4]["path"]])
+    reported = []
+    removals = core.choose_removals(entries, now=NOW, reported=reported)
+    assert [item["path"] for item in removals] == [entries[3]["path"]]
     assert all("older than the newest verified dump" in item["reason"] for item in removals)
+    # An unverified dump is reported and kept unless asked: it may be the only one that restores.
+    assert [item["name"] for item in reported] == [entries[4]["name"]]
+    asked = core.choose_removals(entries, now=NOW, remove_unverified=True)
+    assert sorted(item["path"] for item in asked) == sorted([entries[3]["path"], entries[4]["path"]])
+
+
+def test_a_damaged_dump_never_counts_toward_keep():
+    entries = [entry(days) for days in (1, 2, 3, 4)]
+    damaged = {entries[1]["path"]}
+    reported = []
+    removals = core.choose_removals(entries, keep=2, now=NOW, reported=reported,
+                                    verify=lambda item: "checksum mismatch" if item["path"] in damaged else None)
+    # The two newest good ones are days 1 and 3; day 2 is damaged: kept and reported; day 4 goes.
+    assert [item["path"] for item in removals] == [entries[3]["path"]]
+    assert [(item["name"], "checksum mismatch" in item["reason"]) for item in reported] == [(entries[1]["name"], True)]
+    asked = core.choose_removals(entries, keep=2, now=NOW, remove_unverified=True,
+                                 verify=lambda item: "checksum mismatch" if item["path"] in damaged else None)
+    assert [item["path"] for item in asked] == [entries[3]["path"], entries[1]["path"]]
+
+
+def test_dump_retention_checks_the_checksums_of_what_it_keeps(tmp_path, bin_dir):
+    kept = make_dump(tmp_path, "weblab", at(2))
+    damaged = make_dump(tmp_path, "weblab", at(1), content=b"PGDMP\x01 original")
+    damaged.write_bytes(b"PGDMP\x01 altered!")
+    older = make_dump(tmp_path, "weblab", at(3))
+    result = core.dump(make_pg(FakePostgres(), bin_dir), str(tmp_path), "weblab", keep=2, now=NOW)
+    assert result["removed"] == [str(older)], result["removed"]
+    assert kept.exists() and damaged.exists()
+    assert [item["name"] for item in result["problems"]] == [damaged.name]
+    assert any(damaged.name in warning and "damaged" in warning for warning in result["warnings"]), result["warnings"]
 
 
 def test_nothing_removed_without_a_verified_dump():
@@ -802,3 +833,29 @@ def test_dump_files_are_the_owners_only_whatever_the_umask(tmp_path, bin_dir, fm
     assert oct(backup.stat().st_mode & 0o777) == "0o700"
     assert modes and all(mode == ("0o700" if os.path.isdir(backup / name) else "0o600")
                          for name, mode in modes.items()), modes
+
+
+def test_latest_reports_every_newer_dump_it_passes_over(tmp_path, bin_dir):
+    chosen = make_dump(tmp_path, "weblab", at(3), label="r1")
+    make_dump(tmp_path, "weblab", at(4))
+    unverified = make_dump(tmp_path, "weblab", at(2), verified=False)
+    other_label = make_dump(tmp_path, "weblab", at(1, 12), label="r2")
+    no_sum = make_dump(tmp_path, "weblab", at(1))
+    os.unlink(str(no_sum) + ".sha256")
+    (tmp_path / ("." + core.dump_name("weblab", at(0, 1)) + ".partial")).write_bytes(b"PGDMP")
+    result = core.restore(make_pg(FakePostgres(), bin_dir), str(tmp_path), "weblab", label="r1", check_mode=True,
+                          now=NOW)
+    assert result["dump"] == str(chosen)
+    assert result["passed_over"] == [
+        {"name": "." + core.dump_name("weblab", at(0, 1)) + ".partial",
+         "reason": "being written, or left by a dump that did not finish"},
+        {"name": no_sum.name, "reason": "no checksum file"},
+        {"name": other_label.name, "reason": "labelled r2, not r1"},
+        {"name": unverified.name, "reason": "metadata does not say verified"}]
+    assert result["warnings"] == ["latest passed over the newer dump %s: %s" % (item["name"], item["reason"])
+                                  for item in result["passed_over"]]
+    # Without a label the newest verified dump is taken; nothing newer is passed over silently.
+    newest = core.restore(make_pg(FakePostgres(), bin_dir), str(tmp_path), "weblab", check_mode=True, now=NOW)
+    assert newest["dump"] == str(other_label)
+    assert [item["name"] for item in newest["passed_over"]] == [
+        "." + core.dump_name("weblab", at(0, 1)) + ".partial", no_sum.name]
