@@ -384,6 +384,21 @@ def test_backup_playbook_dumps_now_with_a_label(host):
     assert made[0] in output, output
 
 
+def test_backup_playbook_reaches_the_server_through_weblab_db_admin_host(host):
+    """A socket directory given in weblab_db_admin_host is where the dumps connect: a directory
+    without the server's socket fails naming it, the server's own directory given explicitly
+    works (a server configured with another unix_socket_directories is reached the same way)."""
+    rc, output = run_playbook(os.path.join(PLAYBOOKS, "backup.yml"), host=host, backup_label="no-socket",
+                              weblab_db_admin_host="/run/weblab-no-socket-here")
+    assert rc != 0, output
+    assert "/run/weblab-no-socket-here/.s.PGSQL.5433" in output, output[-3000:]
+    assert not dumps(host, label="no-socket")
+    rc, output = run_playbook(os.path.join(PLAYBOOKS, "backup.yml"), host=host, backup_label="socket-dir",
+                              weblab_db_admin_host="/var/run/postgresql")
+    assert rc == 0, output[-3000:]
+    assert dumps(host, label="socket-dir"), output[-3000:]
+
+
 def test_more_rows_are_written(host):
     require(host, has_table(host, "samples") and rows(host) == (100, 5050),
             "table samples must hold the 100 rows of test_rows_are_written")
