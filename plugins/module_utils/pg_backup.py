@@ -564,7 +564,8 @@ class Postgres:
 
     def databases_info(self, name, others):
         """(NAME's owner, encoding, locale, connection flag, database grants, catalog row, comment
-        and settings, or None; which of the OTHERS exist), in one query."""
+        and settings, or None; which of the OTHERS exist; the NAME_replaced_TIME databases that
+        earlier restores left, oldest first), in one query."""
         found = self.query(
             "SELECT json_build_object('target', (SELECT json_build_object('name', d.datname, "
             "'owner', pg_get_userbyid(d.datdba), "
@@ -582,8 +583,13 @@ class Postgres:
             "FROM pg_db_role_setting s WHERE s.setdatabase = d.oid)) "
             "FROM pg_database d WHERE d.datname = %s), "
             "'taken', (SELECT coalesce(json_agg(datname ORDER BY datname), '[]'::json) FROM pg_database "
-            "WHERE datname IN (%s)))" % (quote_literal(name), ', '.join(quote_literal(other) for other in others)))
-        return found['target'], found['taken']
+            "WHERE datname IN (%s)), "
+            "'replaced', (SELECT coalesce(json_agg(datname ORDER BY datname), '[]'::json) FROM pg_database "
+            "WHERE left(datname, %d) = %s))"
+            % (quote_literal(name), ', '.join(quote_literal(other) for other in others),
+               len(name + '_replaced_'), quote_literal(name + '_replaced_')))
+        prefix = re.compile(r'^%s_replaced_\d{8}_\d{6}$' % re.escape(name))
+        return found['target'], found['taken'], [item for item in found.get('replaced') or [] if prefix.match(item)]
 
 
 # ---- files -----------------------------------------------------------------------------------
@@ -1140,13 +1146,15 @@ def dump_source(path, contents):
     return found.group(1).strip() if found else None
 
 
-def restore(pg, backup_dir, database, dump_ref='latest', label=None, jobs=1, keep_replaced=True,
+def restore(pg, backup_dir, database, dump_ref='latest', label=None, jobs=1, keep_replaced=2,
             allow_other_database=False, check_mode=False, now=None, clock=time.monotonic, sleep=time.sleep):
     """Check the dump (checksum, then table of contents), restore it into a new database and,
     only when that succeeded, swap it in for DATABASE. Returns the postgresql_restore result."""
     check_database(database)
     label = check_label(label)
     check_positive(jobs, 'jobs', allow_none=False)
+    if isinstance(keep_replaced, bool) or not isinstance(keep_replaced, int) or keep_replaced < 0:
+        raise BackupError('keep_replaced must be a number of databases, 0 or more: got %r' % (keep_replaced,))
     backup_dir = os.path.abspath(backup_dir)
     started = clock()
     path, fmt, dummy, skipped = pick_dump(backup_dir, database, dump_ref, label)
@@ -1170,21 +1178,26 @@ def restore(pg, backup_dir, database, dump_ref='latest', label=None, jobs=1, kee
                                   'transaction' % jobs)
     now = now or utcnow()
     temp, replaced = database_names(database, now)
-    target, taken = pg.databases_info(database, [temp, replaced])
+    target, taken, earlier = pg.databases_info(database, [temp, replaced])
     if taken:
         raise BackupError('database %s already exists (left by an interrupted restore?); drop it or '
                           'retry in a second. Nothing was changed' % ', '.join(taken))
     kept = replaced if target and keep_replaced else None
+    # The replaced databases beyond keep_replaced, oldest first: this restore's own when 0.
+    replaced_all = earlier + ([replaced] if target else [])
+    dropped = replaced_all[:max(0, len(replaced_all) - keep_replaced)]
     result['replaced_by'] = kept
+    result['dropped_replaced'] = dropped
     result['restored_into'] = database
     result['actions'].append('create database %s (%s) and restore %s into it'
                              % (temp, 'with the %s of %s' % (describe_properties(target), database) if target
                                 else 'owned by the login user', os.path.basename(path)))
     if target:
         result['actions'].append('rename database %s to %s and %s to %s' % (database, replaced, temp, database))
-        if not keep_replaced:
-            result['actions'].append('drop database %s (the replaced data)' % replaced)
-    else:
+    for name in dropped:
+        result['actions'].append('drop database %s (the data a restore replaced; keep_replaced=%d)'
+                                 % (name, keep_replaced))
+    if not target:
         result['actions'].append('rename database %s to %s (there was no database %s)' % (temp, database, database))
     result['diff'] = {'before': {'database': database, 'exists': bool(target), 'restored_from': None},
                       'after': {'database': database, 'exists': True, 'restored_from': os.path.basename(path),
@@ -1223,8 +1236,14 @@ def restore(pg, backup_dir, database, dump_ref='latest', label=None, jobs=1, kee
     except BaseException:
         drop_quietly(pg, temp)
         raise
-    if target and not keep_replaced:
-        pg.execute(['DROP DATABASE %s' % quote_ident(replaced)], 'dropping the replaced database %s' % replaced)
+    # The restore is done: a replaced database that cannot be dropped now (a session in it) is
+    # reported, not a failure.
+    for name in dropped:
+        try:
+            pg.execute(['DROP DATABASE %s' % quote_ident(name)], 'dropping the replaced database %s' % name)
+        except BackupError as exc:
+            result['dropped_replaced'] = [item for item in result['dropped_replaced'] if item != name]
+            result['warnings'].append('the replaced database %s was kept: %s' % (name, exc))
     result['duration'] = round(clock() - started, 3)
     return result
 

@@ -31,7 +31,8 @@ description:
   - Only when that succeeded is the new database swapped in. O(database) is closed to new
     connections, its sessions are ended, and in one transaction it is renamed to
     C(DATABASE_replaced_TIME) and the new database to O(database). The replaced database is
-    kept (and opened again) until the operator drops it, unless O(keep_replaced=false).
+    kept (and opened again); of the replaced databases of O(database), the O(keep_replaced)
+    newest stay and older ones are dropped.
   - When any step fails, the temporary database is dropped and O(database) is left exactly as
     it was.
   - Every run restores, so the task always reports a change.
@@ -91,10 +92,15 @@ options:
     default: 1
   keep_replaced:
     description:
-      - Keep the replaced database as C(DATABASE_replaced_TIME) (TIME is the UTC
-        C(%Y%m%d_%H%M%S)). With V(false) it is dropped once the new database is in place.
-    type: bool
-    default: true
+      - How many of the databases restores replaced (C(DATABASE_replaced_TIME), TIME the UTC
+        C(%Y%m%d_%H%M%S)) are kept, this restore's included; older ones are dropped, oldest
+        first, and listed in RV(dropped_replaced). V(0) drops the replaced data at once.
+      - Each holds a whole copy of the database, so they are bounded. V(true) and V(false), the
+        values of earlier versions, mean V(1) and V(0).
+      - A replaced database that cannot be dropped (a session is connected to it) is kept and
+        named in a warning; the restore itself has succeeded.
+    type: raw
+    default: 2
   allow_other_database:
     description:
       - Restore a dump made from another database into O(database), for example a copy of the
@@ -140,7 +146,7 @@ EXAMPLES = r'''
     database: weblab
     backup_dir: /var/backups/postgresql
     dump: weblab-20250101T020000Z.dump
-    keep_replaced: false
+    keep_replaced: 0
   become: true
   become_user: postgres
 '''
@@ -174,7 +180,7 @@ restored_into:
 replaced_by:
   description:
     - The database now holding the data that was replaced, kept until you drop it. Null when
-      O(database) did not exist or O(keep_replaced=false).
+      O(database) did not exist or O(keep_replaced=0).
   returned: always
   type: str
   sample: weblab_replaced_20250102_093000
@@ -189,6 +195,14 @@ passed_over:
   sample:
     - name: weblab-20250102T020000Z.dump
       reason: no checksum file
+dropped_replaced:
+  description:
+    - The databases earlier restores (or this one, with O(keep_replaced=0)) replaced that were
+      dropped to keep O(keep_replaced) of them, oldest first (in check mode, would be dropped).
+  returned: always
+  type: list
+  elements: str
+  sample: [weblab_replaced_20250101_093000]
 duration:
   description: Seconds spent checking, restoring and swapping; null in check mode.
   returned: always
@@ -220,12 +234,20 @@ def main():
         dump=dict(type='str', default='latest'),
         label=dict(type='str'),
         jobs=dict(type='int', default=1),
-        keep_replaced=dict(type='bool', default=True),
+        keep_replaced=dict(type='raw', default=2),
         allow_other_database=dict(type='bool', default=False),
     )
     argument_spec.update(login_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
+    keep = params['keep_replaced']
+    if isinstance(keep, bool) or str(keep).lower() in ('true', 'false', 'yes', 'no'):
+        keep = 1 if module.boolean(keep) else 0
+    try:
+        keep = int(keep)
+    except (TypeError, ValueError):
+        module.fail_json(msg='keep_replaced must be a number of databases, 0 or more: got %r' % (keep,))
+    params['keep_replaced'] = keep
     pg = module_postgres(module)
     exit_module(module, pg, lambda: restore(
         pg, params['backup_dir'], params['database'], dump_ref=params['dump'], label=params['label'],

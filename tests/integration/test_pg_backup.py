@@ -423,3 +423,23 @@ def test_dump_and_globals_are_the_owners_only_under_a_loose_umask(cluster, run_m
             modes[os.path.relpath(path, backup_dir)] = (os.path.isdir(path), os.stat(path).st_mode & 0o777)
     assert os.path.basename(made["globals_path"]) in modes
     assert all(mode == (0o700 if is_dir else 0o600) for is_dir, mode in modes.values()), modes
+
+
+def test_restores_keep_only_keep_replaced_replaced_databases(cluster, run_module, backup_dir):
+    cluster.create_database("bounded", rows=3)
+    for name in cluster.databases():
+        if name.startswith("bounded_replaced_"):
+            cluster.psql('DROP DATABASE "%s"' % name)
+    run_module("postgresql_dump", dump_args(cluster, backup_dir, "bounded"))
+    args = dict(cluster.login, database="bounded", backup_dir=str(backup_dir), keep_replaced=2)
+    made = []
+    for attempt in range(3):
+        time.sleep(1.1)  # one restore per second: the names carry the second
+        done = run_module("postgresql_restore", args)
+        made.append(done["replaced_by"])
+        assert done["dropped_replaced"] == ([] if attempt < 2 else made[:1]), (attempt, done["dropped_replaced"])
+    assert sorted(name for name in cluster.databases() if name.startswith("bounded_replaced_")) == made[1:]
+    gone = run_module("postgresql_restore", dict(args, keep_replaced=0))
+    assert gone["replaced_by"] is None
+    assert not [name for name in cluster.databases() if name.startswith("bounded_replaced_")]
+    assert cluster.rows("bounded") == [1, 2, 3]

@@ -400,10 +400,11 @@ class FakePostgres:
     """Plays pg_dump, pg_dumpall, pg_restore and psql: writes the files pg_dump would, answers
     the queries the code makes, fails where a test says so. Records (argv, env)."""
 
-    def __init__(self, pg_dump_version="15.13", databases=None):
+    def __init__(self, pg_dump_version="15.13", databases=None, replaced=()):
         self.calls = []
         self.pg_dump_version = pg_dump_version
         self.databases = databases if databases is not None else {}
+        self.replaced = list(replaced)
         self.fail = {}
 
     def __call__(self, argv, env):
@@ -447,7 +448,8 @@ class FakePostgres:
         sql = statements[0]
         if sql.startswith("SELECT json_build_object('target'"):
             name = re.search(r"d\.datname = '([^']*)'", sql).group(1)
-            return 0, json.dumps({"target": self.databases.get(name), "taken": []}) + "\n", ""
+            return 0, json.dumps({"target": self.databases.get(name), "taken": [],
+                                  "replaced": self.replaced}) + "\n", ""
         return 0, "", ""
 
     def programs(self):
@@ -859,3 +861,37 @@ def test_latest_reports_every_newer_dump_it_passes_over(tmp_path, bin_dir):
     assert newest["dump"] == str(other_label)
     assert [item["name"] for item in newest["passed_over"]] == [
         "." + core.dump_name("weblab", at(0, 1)) + ".partial", no_sum.name]
+
+
+def test_restore_keeps_keep_replaced_replaced_databases_dropping_the_oldest(tmp_path, bin_dir):
+    make_dump(tmp_path, "weblab", at(1))
+    earlier = ["weblab_replaced_20250101_000000", "weblab_replaced_20250201_000000"]
+    # Another database's and a look-alike name are never counted.
+    fake = FakePostgres(databases={"weblab": TARGET},
+                        replaced=earlier + ["weblab_replaced_notes", "weblab_replaced_20250301_000000x"])
+    checked = core.restore(make_pg(fake, bin_dir), str(tmp_path), "weblab", check_mode=True, now=NOW)
+    assert checked["dropped_replaced"] == earlier[:1]
+    assert [sql for sql in fake.statements() if sql.startswith("DROP")] == []
+    result = core.restore(make_pg(fake, bin_dir), str(tmp_path), "weblab", keep_replaced=2, now=NOW)
+    assert result["replaced_by"] == "weblab_replaced_20250310_120000"
+    assert result["dropped_replaced"] == earlier[:1]
+    drops = [sql for sql in fake.statements() if sql.startswith("DROP")]
+    assert drops == ['DROP DATABASE "weblab_replaced_20250101_000000"']
+    assert any("drop database weblab_replaced_20250101_000000" in line for line in result["actions"])
+
+
+def test_restore_keep_replaced_0_drops_the_replaced_data_and_a_drop_failure_is_a_warning(tmp_path, bin_dir):
+    make_dump(tmp_path, "weblab", at(1))
+    fake = FakePostgres(databases={"weblab": TARGET}, replaced=["weblab_replaced_20250101_000000"])
+    fake.fail["psql"] = lambda argv: any("DROP DATABASE \"weblab_replaced_20250101" in arg for arg in argv)
+    result = core.restore(make_pg(fake, bin_dir), str(tmp_path), "weblab", keep_replaced=0, now=NOW)
+    assert result["replaced_by"] is None
+    assert result["dropped_replaced"] == ["weblab_replaced_20250310_120000"]
+    assert any("weblab_replaced_20250101_000000 was kept" in warning for warning in result["warnings"])
+
+
+@pytest.mark.parametrize("bad", [-1, True, "2"])
+def test_restore_refuses_a_bad_keep_replaced(tmp_path, bin_dir, bad):
+    make_dump(tmp_path, "weblab", at(1))
+    with pytest.raises(BackupError, match="keep_replaced"):
+        core.restore(make_pg(FakePostgres(), bin_dir), str(tmp_path), "weblab", keep_replaced=bad, now=NOW)

@@ -58,3 +58,19 @@ def test_no_verified_dump(capsys, fake, backup):
     result = run_module(capsys, {"database": "weblab", "backup_dir": str(backup)})
     assert result["failed"] and "no verified dump of database weblab" in result["msg"]
     assert "no metadata file" in result["msg"]
+
+
+@pytest.mark.parametrize("given, kept", [(True, 1), ("yes", 1), (False, 0), (3, 3), ("0", 0)])
+def test_keep_replaced_takes_a_count_and_the_booleans_of_earlier_versions(capsys, fake, backup, given, kept):
+    fake.databases["weblab"] = fakes.TARGET
+    fake.replaced = ["weblab_replaced_2025010%d_000000" % day for day in range(1, 5)]
+    fakes.make_dump(backup, "weblab", fakes.at(1))
+    result = run_module(capsys, {"database": "weblab", "backup_dir": str(backup), "keep_replaced": given}, check=True)
+    assert len(result["dropped_replaced"]) == 5 - kept, result["dropped_replaced"]
+
+
+@pytest.mark.parametrize("given", [-1, "many"])
+def test_bad_keep_replaced_fails_naming_it(capsys, fake, backup, given):
+    fakes.make_dump(backup, "weblab", fakes.at(1))
+    result = run_module(capsys, {"database": "weblab", "backup_dir": str(backup), "keep_replaced": given})
+    assert result["failed"] and "keep_replaced" in result["msg"]
