@@ -578,6 +578,10 @@ class Postgres:
             # from 15, ICU rules from 16, datlocale instead of daticulocale from 17), the
             # comment, and the ALTER DATABASE / ALTER ROLE ... IN DATABASE settings.
             "'catalog', to_jsonb(d) - 'datacl', 'comment', shobj_description(d.oid, 'pg_database'), "
+            "'size', pg_database_size(d.oid), "
+            # Where the restored copy goes; only for roles allowed to read it (superusers are).
+            "'data_directory', CASE WHEN pg_has_role(current_user, 'pg_read_all_settings', 'MEMBER') "
+            "THEN current_setting('data_directory') END, "
             "'settings', (SELECT coalesce(json_agg(json_build_object('role', CASE WHEN s.setrole = 0 THEN NULL "
             "ELSE pg_get_userbyid(s.setrole) END, 'config', s.setconfig) ORDER BY s.setrole), '[]'::json) "
             "FROM pg_db_role_setting s WHERE s.setdatabase = d.oid)) "
@@ -660,6 +664,35 @@ def dump_files(path):
 
 def dump_size(path):
     return sum(os.path.getsize(full) for dummy, full in dump_files(path))
+
+
+def human(size):
+    """SIZE bytes for a message: 1.5 GiB."""
+    value = float(size)
+    for unit in ('bytes', 'KiB', 'MiB', 'GiB', 'TiB'):
+        if value < 1024 or unit == 'TiB':
+            return ('%d %s' % (value, unit)) if unit == 'bytes' else ('%.1f %s' % (value, unit))
+        value /= 1024.0
+    return '%d bytes' % size
+
+
+def free_space(path):
+    """Bytes free for an unprivileged writer on the file system of PATH (or of its nearest
+    existing parent)."""
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    stat = os.statvfs(path)
+    return stat.f_bavail * stat.f_frsize
+
+
+def check_space(what, needed, path, how, statvfs_free=free_space):
+    """Refuse, with the figures, when NEEDED bytes (estimated HOW) do not fit on PATH's file system."""
+    free = statvfs_free(path)
+    if needed > free:
+        raise BackupError('not enough free space for %s: about %s needed (%s), %s free on the file system of '
+                          '%s. Nothing was changed; free some space, or set space_check to false if the '
+                          'estimate is wrong' % (what, human(needed), how, human(free), path))
+    return free
 
 
 def checksum_lines(path):
@@ -959,8 +992,8 @@ def dump(pg, backup_dir, database, check_mode=False, **options):
 
 
 def _dump(pg, backup_dir, database, fmt='custom', jobs=1, compress=None, label=None, globals_dump=False,
-          keep=None, max_age_days=None, remove_unverified=False, check_mode=False, now=None,
-          clock=time.monotonic):
+          keep=None, max_age_days=None, remove_unverified=False, space_check=True, check_mode=False, now=None,
+          clock=time.monotonic, statvfs_free=free_space):
     check_database(database)
     check_format(fmt)
     label = check_label(label)
@@ -977,7 +1010,14 @@ def _dump(pg, backup_dir, database, fmt='custom', jobs=1, compress=None, label=N
               'actions': [], 'warnings': [], 'commands': pg.commands}
     if os.path.lexists(backup_dir) and not os.path.isdir(backup_dir):
         raise BackupError('backup_dir %s exists and is not a directory' % backup_dir)
-    before = [entry['name'] for entry in scan(backup_dir, database) if entry['verified']]
+    found = scan(backup_dir, database)
+    before = [entry['name'] for entry in found if entry['verified']]
+    # The new dump needs about what the last one of the same format took, plus 10% (the first
+    # dump of a database is not estimated).
+    last = choose_latest([entry for entry in found if entry['format'] == fmt])
+    if space_check and last is not None:
+        check_space('a dump of database %s' % database, int(dump_size(last['path']) * 1.1), backup_dir,
+                    'its last dump, %s, plus 10%%' % last['name'], statvfs_free)
 
     # pg_dump's version decides the compression arguments; without compression it is read from
     # the dump's own header, and the dump costs no extra program run.
@@ -1147,7 +1187,8 @@ def dump_source(path, contents):
 
 
 def restore(pg, backup_dir, database, dump_ref='latest', label=None, jobs=1, keep_replaced=2,
-            allow_other_database=False, check_mode=False, now=None, clock=time.monotonic, sleep=time.sleep):
+            allow_other_database=False, space_check=True, check_mode=False, now=None, clock=time.monotonic,
+            sleep=time.sleep, statvfs_free=free_space):
     """Check the dump (checksum, then table of contents), restore it into a new database and,
     only when that succeeded, swap it in for DATABASE. Returns the postgresql_restore result."""
     check_database(database)
@@ -1182,6 +1223,13 @@ def restore(pg, backup_dir, database, dump_ref='latest', label=None, jobs=1, kee
     if taken:
         raise BackupError('database %s already exists (left by an interrupted restore?); drop it or '
                           'retry in a second. Nothing was changed' % ', '.join(taken))
+    # The temporary database needs about the size of the database it replaces, where the server
+    # keeps its data: checked when that is on this host (a restore into a new database is not).
+    data_directory = (target or {}).get('data_directory')
+    if space_check and target and data_directory and os.path.isdir(data_directory) \
+            and (pg.host is None or pg.host.startswith('/')):
+        check_space('the temporary database %s' % temp, int(target.get('size') or 0), data_directory,
+                    'the size of database %s' % database, statvfs_free)
     kept = replaced if target and keep_replaced else None
     # The replaced databases beyond keep_replaced, oldest first: this restore's own when 0.
     replaced_all = earlier + ([replaced] if target else [])
@@ -1309,6 +1357,8 @@ def main(argv=None, runner=subprocess_runner):
     command.add_argument('--globals', action='store_true', help='also pg_dumpall --globals-only')
     command.add_argument('--keep', type=int, help='keep the N newest verified dumps')
     command.add_argument('--max-age-days', type=int, help='keep the dumps younger than D days')
+    command.add_argument('--no-space-check', action='store_true',
+                         help='dump even when the last dump of the database plus 10%% would not fit')
     command.add_argument('--remove-unverified', action='store_true',
                          help='also remove unverified and damaged dumps older than the newest verified one')
     command.add_argument('--status-file', help='JSON status written on success, for monitoring')
@@ -1323,7 +1373,8 @@ def main(argv=None, runner=subprocess_runner):
     try:
         result = dump(pg, args.dir, args.database, fmt=args.format, jobs=args.jobs, compress=args.compress,
                       label=args.label, globals_dump=args.globals, keep=args.keep,
-                      max_age_days=args.max_age_days, remove_unverified=args.remove_unverified)
+                      max_age_days=args.max_age_days, remove_unverified=args.remove_unverified,
+                      space_check=not args.no_space_check)
         if args.status_file:
             write_status(args.status_file, result)
     except (BackupError, OSError) as exc:

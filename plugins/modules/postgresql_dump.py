@@ -111,6 +111,13 @@ options:
     description:
       - Retention by age, at least 1. Verified dumps younger than this many days are kept.
     type: int
+  space_check:
+    description:
+      - Before dumping, refuse (with the figures) when the backup directory's file system has
+        less free space than the last dump of the database in this format took, plus 10%. The
+        first dump of a database is not checked. V(false) dumps anyway.
+    type: bool
+    default: true
   remove_unverified:
     description:
       - Also remove the unverified dumps (a sidecar file missing, metadata unreadable or not
@@ -285,6 +292,7 @@ def main():
         keep=dict(type='int'),
         max_age_days=dict(type='int'),
         remove_unverified=dict(type='bool', default=False),
+        space_check=dict(type='bool', default=True),
     )
     argument_spec.update(login_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
@@ -294,6 +302,7 @@ def main():
         pg, params['backup_dir'], params['database'], fmt=params['format'], jobs=params['jobs'],
         compress=params['compress'], label=params['label'], globals_dump=params['globals'], keep=params['keep'],
         max_age_days=params['max_age_days'], remove_unverified=params['remove_unverified'],
+        space_check=params['space_check'],
         check_mode=module.check_mode),
         lambda result: result['backup_dir'])
 

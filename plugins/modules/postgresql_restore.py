@@ -101,6 +101,16 @@ options:
         named in a warning; the restore itself has succeeded.
     type: raw
     default: 2
+  space_check:
+    description:
+      - Before creating the temporary database, refuse (with the figures) when the file system
+        of the server's data directory has less free space than the size of O(database) (what
+        the restored copy needs beside it until the swap). Checked when the server runs on this
+        host and the login may read its C(data_directory) (a superuser, or a member of
+        C(pg_read_all_settings)); a restore into a new database is not checked. V(false) restores
+        anyway.
+    type: bool
+    default: true
   allow_other_database:
     description:
       - Restore a dump made from another database into O(database), for example a copy of the
@@ -236,6 +246,7 @@ def main():
         jobs=dict(type='int', default=1),
         keep_replaced=dict(type='raw', default=2),
         allow_other_database=dict(type='bool', default=False),
+        space_check=dict(type='bool', default=True),
     )
     argument_spec.update(login_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
@@ -252,7 +263,8 @@ def main():
     exit_module(module, pg, lambda: restore(
         pg, params['backup_dir'], params['database'], dump_ref=params['dump'], label=params['label'],
         jobs=params['jobs'], keep_replaced=params['keep_replaced'],
-        allow_other_database=params['allow_other_database'], check_mode=module.check_mode),
+        allow_other_database=params['allow_other_database'], space_check=params['space_check'],
+        check_mode=module.check_mode),
         lambda result: 'database %s' % result['database'])
 
 

@@ -895,3 +895,53 @@ def test_restore_refuses_a_bad_keep_replaced(tmp_path, bin_dir, bad):
     make_dump(tmp_path, "weblab", at(1))
     with pytest.raises(BackupError, match="keep_replaced"):
         core.restore(make_pg(FakePostgres(), bin_dir), str(tmp_path), "weblab", keep_replaced=bad, now=NOW)
+
+
+# ---- free space ------------------------------------------------------------------------------
+
+def test_dump_refuses_when_the_last_dump_plus_10_percent_would_not_fit(tmp_path, bin_dir):
+    last = make_dump(tmp_path, "weblab", at(1), content=b"PGDMP" + b"x" * 995)  # 1000 bytes
+    before = sorted(os.listdir(tmp_path))
+    fake = FakePostgres()
+    with pytest.raises(BackupError, match=r"not enough free space for a dump of database weblab: about 1.1 KiB "
+                                          r"needed \(its last dump, %s, plus 10%%\), 1000 bytes free" % last.name):
+        core.dump(make_pg(fake, bin_dir), str(tmp_path), "weblab", now=NOW, statvfs_free=lambda path: 1000)
+    assert fake.calls == [] and sorted(os.listdir(tmp_path)) == before
+    # The same in check mode (a real run would refuse), and no refusal with room or without the check.
+    with pytest.raises(BackupError, match="not enough free space"):
+        core.dump(make_pg(FakePostgres(), bin_dir), str(tmp_path), "weblab", check_mode=True, now=NOW,
+                  statvfs_free=lambda path: 1000)
+    assert core.dump(make_pg(FakePostgres(), bin_dir), str(tmp_path), "weblab", now=NOW,
+                     statvfs_free=lambda path: 1100)["path"]
+    assert core.dump(make_pg(FakePostgres(), bin_dir), str(tmp_path), "weblab", space_check=False, now=at(0, -1),
+                     statvfs_free=lambda path: 0)["path"]
+
+
+def test_first_dump_is_not_estimated(tmp_path, bin_dir):
+    assert core.dump(make_pg(FakePostgres(), bin_dir), str(tmp_path), "weblab", now=NOW,
+                     statvfs_free=lambda path: 0)["path"]
+
+
+def test_restore_refuses_when_the_temporary_database_would_not_fit(tmp_path, bin_dir):
+    make_dump(tmp_path, "weblab", at(1))
+    data = tmp_path / "pgdata"
+    data.mkdir()
+    target = dict(TARGET, size=5 * 1024 ** 3, data_directory=str(data))
+    fake = FakePostgres(databases={"weblab": target})
+    with pytest.raises(BackupError, match=r"the temporary database weblab_restore_20250310_120000: about 5.0 GiB "
+                                          r"needed \(the size of database weblab\), 2.0 GiB free on the file system "
+                                          r"of %s" % data):
+        core.restore(make_pg(fake, bin_dir), str(tmp_path), "weblab", now=NOW, statvfs_free=lambda path: 2 * 1024 ** 3)
+    assert all(sql.startswith("SELECT") for sql in fake.statements())
+    # Room enough, the check off, a server elsewhere (its data directory is not on this host).
+    for kwargs, login in (({"statvfs_free": lambda path: 6 * 1024 ** 3}, {}),
+                          ({"space_check": False, "statvfs_free": lambda path: 0}, {}),
+                          ({"statvfs_free": lambda path: 0}, {"host": "db.example.org"})):
+        done = core.restore(make_pg(FakePostgres(databases={"weblab": target}), bin_dir, **login), str(tmp_path),
+                            "weblab", check_mode=True, now=NOW, **kwargs)
+        assert done["replaced_by"], kwargs
+
+
+def test_human_sizes():
+    assert [core.human(size) for size in (0, 1023, 1024, 1536 * 1024, 3 * 1024 ** 4)] == [
+        "0 bytes", "1023 bytes", "1.0 KiB", "1.5 MiB", "3.0 TiB"]
