@@ -454,7 +454,7 @@ def test_restore_picks_the_sites_database_where_it_is_the_only_one(host):
     before = lab_state(host)
     rc, output = run_playbook(os.path.join(PLAYBOOKS, "restore.yml"), "--check", host=host, restore_confirm="yes")
     assert rc == 0, output
-    assert latest in output and f"{DB} now holds" in output, output
+    assert latest in output and f"{DB} would hold" in output, output
     assert lab_state(host) == before
 
 
@@ -466,7 +466,30 @@ def test_restore_check_mode_changes_nothing(host):
                               restore_database=DB)
     assert rc == 0, output
     assert latest in output, output
+    # It says what would happen, never that it happened, and prints no empty field.
+    said = task_output(output, "Show what was restored")
+    assert f"{DB} would hold {latest}" in said and "now holds" not in said and "None" not in said, said
     assert lab_state(host) == before
+
+
+def test_backup_check_mode_says_what_it_would_dump(host):
+    before = dumps(host)
+    rc, output = run_playbook(os.path.join(PLAYBOOKS, "backup.yml"), "--check", host=host, backup_label="check-only")
+    assert rc == 0, output
+    said = task_output(output, "Show the dumps made")
+    assert re.search(r"%s: would dump to \S+-check-only\.dump; retention would remove" % DB, said), said
+    assert not re.search(r"None|bytes|sha256|dumped to", said), said
+    assert dumps(host) == before
+
+
+def task_output(output, task):
+    """What a playbook's OUTPUT shows under TASK, on one line (a message may be folded)."""
+    flat = " ".join(output.split())
+    start = flat.find("TASK [weblab.stack.backups : %s]" % task)
+    assert start >= 0, output[-3000:]
+    end = min(index for index in (flat.find("TASK [", start + 1), flat.find("PLAY RECAP", start), len(flat))
+              if index >= 0)
+    return flat[start:end]
 
 
 def test_restore_latest_brings_back_the_rows_of_dump_time(host):
