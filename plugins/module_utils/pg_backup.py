@@ -977,7 +977,8 @@ def private_files(path):
 def dump(pg, backup_dir, database, check_mode=False, **options):
     """Dump DATABASE into BACKUP_DIR under a temporary name, rename it, verify it, write its
     checksum and metadata (and the globals), then apply retention (OPTIONS: fmt, jobs, compress,
-    label, globals_dump, keep, max_age_days, remove_unverified, now, clock). Returns the result
+    label, globals_dump, keep, max_age_days, remove_unverified, space_check, now, clock,
+    statvfs_free). Returns the result
     dict of the postgresql_dump module. Every file it writes is its owner's only (0600,
     directories 0700), whatever the caller's umask: dumps hold the data, the globals password
     hashes."""
