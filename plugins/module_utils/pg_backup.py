@@ -673,7 +673,6 @@ def human(size):
         if value < 1024 or unit == 'TiB':
             return ('%d %s' % (value, unit)) if unit == 'bytes' else ('%.1f %s' % (value, unit))
         value /= 1024.0
-    return '%d bytes' % size
 
 
 def free_space(path):
@@ -949,14 +948,13 @@ def remove_dump(directory, entry):
 
 # ---- dump ------------------------------------------------------------------------------------
 
-def retention(result, entries, keep, max_age_days, now, remove_unverified, fresh=None):
+def retention(result, entries, keep, max_age_days, now, remove_unverified, fresh):
     """choose_removals for a dump run: the dumps counted toward KEEP have their checksums checked
-    (all but FRESH, the dump this run just verified, and in check mode the one it would make);
+    (all but FRESH, the dump this run just verified, or in check mode the one it would make);
     what is kept unverified or damaged goes to RESULT's problems and warnings."""
-    planned = result['path'] if fresh is None else fresh
     problems = []
     removals = choose_removals(entries, keep, max_age_days, now,
-                               verify=lambda entry: None if entry['path'] == planned else checked(entry),
+                               verify=lambda entry: None if entry['path'] == fresh else checked(entry),
                                remove_unverified=remove_unverified, reported=problems)
     result['problems'] = problems
     result['warnings'].extend('%s: %s' % (item['name'], item['reason']) for item in problems)
@@ -1046,7 +1044,7 @@ def _dump(pg, backup_dir, database, fmt='custom', jobs=1, compress=None, label=N
         planned = scan(backup_dir, database)
         planned.append(dict(parse_dump_name(name, database), path=result['path'], partial=False,
                             verified=True, metadata=None, problem=None))
-        removals = retention(result, planned, keep, max_age_days, now, remove_unverified)
+        removals = retention(result, planned, keep, max_age_days, now, remove_unverified, result['path'])
         for entry in removals:
             result['actions'].append('remove %s (%s)' % (entry['name'], entry['reason']))
         result['removed'] = [entry['path'] for entry in removals]
@@ -1114,7 +1112,7 @@ def _dump(pg, backup_dir, database, fmt='custom', jobs=1, compress=None, label=N
     write_atomic(paths['json'], json.dumps(metadata, indent=2, sort_keys=True) + '\n', 0o600)
 
     removals = retention(result, scan(backup_dir, database), keep, max_age_days, now, remove_unverified,
-                         fresh=paths['path'])
+                         paths['path'])
     for entry in removals:
         remove_dump(backup_dir, entry)
         result['actions'].append('remove %s (%s)' % (entry['name'], entry['reason']))
