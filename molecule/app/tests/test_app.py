@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import stat
+import tarfile
 import tempfile
 from dataclasses import dataclass, field
 
@@ -128,23 +129,39 @@ def _pack_tree():
     return module
 
 
+def copy_site(root, files):
+    """examples/site copied to ROOT with FILES ((path, content) pairs) added, mode 0644."""
+    shutil.copytree(SITE, root)
+    for rel, content in files:
+        os.makedirs(os.path.dirname(os.path.join(root, rel)), exist_ok=True)
+        with open(os.path.join(root, rel), "w", encoding="utf-8") as handle:
+            handle.write(content)
+        os.chmod(os.path.join(root, rel), 0o644)
+    return root
+
+
 @functools.lru_cache(maxsize=None)
 def _release_name(files):
     pack_tree = _pack_tree()
     with tempfile.TemporaryDirectory() as temp:
-        root = os.path.join(temp, "site")
-        shutil.copytree(SITE, root)
-        for rel, content in files:
-            os.makedirs(os.path.dirname(os.path.join(root, rel)), exist_ok=True)
-            with open(os.path.join(root, rel), "w", encoding="utf-8") as handle:
-                handle.write(content)
-            os.chmod(os.path.join(root, rel), 0o644)
+        root = copy_site(os.path.join(temp, "site"), files)
         return pack_tree.tree_hash(root, pack_tree.tree_files(root))
 
 
 def release_name(variant_files=None):
-    """The release steps/variant.yml deploys with VARIANT_FILES added to examples/site (none: A)."""
+    """The release variant_copy(VARIANT_FILES) deploys (none: A, examples/site as it is)."""
     return _release_name(tuple(sorted((variant_files or {}).items())))
+
+
+# The variants' copies, removed when the tests end.
+VARIANTS = tempfile.TemporaryDirectory(prefix="weblab-app-variants-")
+
+
+def variant_copy(files):
+    """A fresh copy of examples/site with FILES ({path: content}) added: a release source for
+    steps/variant.yml (app_source_path). Copied here, not by the playbook: Ansible's copy module
+    took 25 s for the site's files, one task per file."""
+    return copy_site(tempfile.mkdtemp(dir=VARIANTS.name) + "/site", tuple(sorted(files.items())))
 
 
 def migration(operation):
@@ -198,7 +215,7 @@ def step_b(host):
     a = release_name()
     require_live(host, a, "Deploying B", AFTER_CONVERGE)
     before = {"venvs": venvs(host), "dumps_of_a": dumps(host, a)}
-    return Step(*run_step(host, "variant.yml", variant="b", variant_files=B_FILES), before)
+    return Step(*run_step(host, "variant.yml", app_source_path=variant_copy(B_FILES)), before)
 
 
 @pytest.fixture(scope="module")
@@ -209,18 +226,18 @@ def step_rollback_from_b(host, step_b):
     return Step(*run_step(host, "rollback.yml"))
 
 
-def deploy_over_a(host, what, variant, files):
+def deploy_over_a(host, what, files):
     """Deploy VARIANT (its FILES over the demo site) while A is live; the dumps of A before."""
     a = release_name()
     require_live(host, a, what, AFTER_CONVERGE + ", or test_rollback_returns_to_a")
     before = {"dumps_of_a": dumps(host, a)}
-    return Step(*run_step(host, "variant.yml", variant=variant, variant_files=files), before)
+    return Step(*run_step(host, "variant.yml", app_source_path=variant_copy(files)), before)
 
 
 @pytest.fixture(scope="module")
 def step_broken(host):
     """Deploy a release whose migration fails, over A."""
-    return deploy_over_a(host, "The failing migration", "broken", broken_files())
+    return deploy_over_a(host, "The failing migration", broken_files())
 
 
 @pytest.fixture(scope="module")
@@ -228,14 +245,14 @@ def step_redeploy_live(host):
     """Deploy A again while A is live, with a WSGI application its code cannot import."""
     a = release_name()
     require_live(host, a, "Redeploying the live release", AFTER_CONVERGE + ", or test_rollback_returns_to_a")
-    return Step(*run_step(host, "variant.yml", variant="a-again", variant_files={},
+    return Step(*run_step(host, "variant.yml", app_source_path=variant_copy({}),
                           app_wsgi_application=MISSING_WSGI))
 
 
 @pytest.fixture(scope="module")
 def step_c(host):
     """Deploy release C, whose migration adds a table, over A."""
-    return deploy_over_a(host, "Deploying C", "c", c_files())
+    return deploy_over_a(host, "Deploying C", c_files())
 
 
 @pytest.fixture(scope="module")
@@ -261,7 +278,10 @@ def step_rollback_from_c(host, step_c):
 def step_git(host):
     """Deploy the demo site from a git repository on the host (any release may be live)."""
     before = {"venvs": venvs(host)}
-    return Step(*run_step(host, "git.yml"), before)
+    archive = os.path.join(tempfile.mkdtemp(dir=VARIANTS.name), "site.tar")
+    with tarfile.open(archive, "w") as tar:
+        tar.add(SITE, arcname=".")
+    return Step(*run_step(host, "git.yml", site_archive=archive), before)
 
 
 def controller_pack_dir():
@@ -277,7 +297,7 @@ def step_check_new_release(host):
     """A --check deploy of a release that is on neither the host nor the controller yet."""
     before = {"live": live(host), "releases": release_dirs(host), "states": release_states(host),
               "pack_dir": controller_pack_dir()}
-    return Step(*run_step(host, "variant.yml", "--check", variant="check", variant_files=CHECK_FILES), before)
+    return Step(*run_step(host, "variant.yml", "--check", app_source_path=variant_copy(CHECK_FILES)), before)
 
 
 # ---- A: the converge ------------------------------------------------------------------------
