@@ -27,7 +27,9 @@ In the backup directory DIR, for database DB::
     .DB-20250101T020000Z[-LABEL].dump.partial  while pg_dump writes it
 
 The time in the name (UTC) is the dump's time: file times are never used, so copies keep it.
-A dump is *verified* when its metadata says so and its checksum file exists.
+A dump is *verified* when its metadata says so and its checksum file exists. Its metadata also
+holds each table's row count, taken in the snapshot pg_dump dumps (row_counts), and the result
+of its last test restore (restore_test): a dump that failed one is no longer verified.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -70,6 +72,19 @@ PLAIN_FOOTER = b'-- PostgreSQL database dump complete'
 TOC_HEADER = '; Archive created at'
 TOC_ENTRIES = '; Selected TOC Entries:'
 CHUNK = 1024 * 1024
+# Every table's row count ({"schema"."table": rows}, names quoted as SQL quotes them), in the
+# current transaction's snapshot: ordinary tables and populated materialized views, not the
+# system's, temporary ones or an extension's own (pg_dump dumps none of those).
+ROW_COUNTS_SQL = (
+    "SELECT json_object_agg(quote_ident(n.nspname) || '.' || quote_ident(c.relname), "
+    "(xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.%I', n.nspname, c.relname), "
+    "false, true, '')))[1]::text::bigint) "
+    "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE (c.relkind = 'r' OR (c.relkind = 'm' AND c.relispopulated)) AND c.relpersistence <> 't' "
+    "AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_' "
+    "AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid "
+    "AND d.deptype = 'e')")
+DUMP_EXIT_RE = re.compile(r'^weblab-pg_dump-exit=(\d+)$', re.M)
 
 
 class BackupError(Exception):
@@ -178,10 +193,11 @@ def companions(directory, name):
     }
 
 
-def database_names(database, when):
-    """The temporary and the replaced database names of a restore of DATABASE at WHEN."""
+def database_names(database, when, kinds=('restore', 'replaced')):
+    """The temporary and the replaced database names of a restore of DATABASE at WHEN (KINDS
+    ('test',): the scratch database of a test restore)."""
     stamp = when.astimezone(datetime.timezone.utc).strftime(DATABASE_TIME_FORMAT)
-    names = ('%s_restore_%s' % (database, stamp), '%s_replaced_%s' % (database, stamp))
+    names = tuple('%s_%s_%s' % (database, kind, stamp) for kind in kinds)
     for item in names:
         if len(item.encode('utf-8')) > MAX_IDENTIFIER_BYTES:
             raise BackupError('database name %r is too long to restore safely: %s would be longer '
@@ -420,6 +436,31 @@ def psql_argv(psql, database, statements, connection=()):
     return argv
 
 
+def psql_quote(value):
+    """VALUE as a single-quoted argument of a psql meta-command (\\o 'FILE')."""
+    return "'%s'" % value.replace('\\', '\\\\').replace("'", "''")
+
+
+def snapshot_dump_script(dump_argv, counts_path):
+    """A psql script that counts every table's rows into COUNTS_PATH and runs pg_dump
+    (DUMP_ARGV) in the same snapshot (--snapshot of the one this session exports and holds until
+    pg_dump ends), then prints pg_dump's exit status: the counts are those of the dump."""
+    return '\n'.join([
+        'BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;',
+        'SELECT pg_export_snapshot() AS weblab_snapshot \\gset',
+        '\\setenv WEBLAB_SNAPSHOT :weblab_snapshot',
+        '\\o %s' % psql_quote(counts_path),
+        ROW_COUNTS_SQL + ';',
+        '\\o',
+        '\\! %s --snapshot="$WEBLAB_SNAPSHOT"; echo "weblab-pg_dump-exit=$?"' % display(dump_argv),
+        'COMMIT;', ''])
+
+
+def psql_script_argv(psql, database, script, connection=()):
+    return ([psql, '--no-psqlrc', '--quiet', '--no-align', '--tuples-only', '--set=ON_ERROR_STOP=1']
+            + list(connection) + ['--dbname=%s' % conninfo(database), '--file=%s' % script])
+
+
 def parse_version(text):
     """(major, minor) from `pg_dump --version` or a server_version, e.g. (15, 13)."""
     match = re.search(r'(\d+)(?:\.(\d+))?', text or '')
@@ -561,6 +602,34 @@ class Postgres:
 
     def execute(self, statements, what, database=MAINTENANCE_DB):
         return self.run_ok(psql_argv(self.program('psql'), database, statements, self.connection_args()), what)
+
+    def dump_in_snapshot(self, dump_argv, database, work_dir):
+        """Run pg_dump (DUMP_ARGV) in the snapshot of a psql session that counted every table's
+        rows first (snapshot_dump_script); (rc, error output, {table: rows} or None). The
+        script and the counts are files in WORK_DIR (the caller's umask), removed after."""
+        fd, script = tempfile.mkstemp(prefix='.weblab-dump-', suffix='.sql', dir=work_dir)
+        counts = script[:-len('.sql')] + '.counts'
+        try:
+            with os.fdopen(fd, 'w', encoding='utf-8') as handle:
+                handle.write(snapshot_dump_script(dump_argv, counts))
+            rc, out, err = self.run(psql_script_argv(self.program('psql'), database, script, self.connection_args()))
+            # What that psql ran, in the record of programs run.
+            self.commands.append(display(list(dump_argv) + ['--snapshot=$WEBLAB_SNAPSHOT']))
+            exited = DUMP_EXIT_RE.search(out)
+            if rc != 0 or exited is None:
+                return rc or 1, err or out, None
+            if int(exited.group(1)) != 0:
+                return int(exited.group(1)), err, None
+            with open(counts, 'r', encoding='utf-8') as handle:
+                text = handle.read().strip()
+            return 0, err, json.loads(text) if text else {}
+        finally:
+            remove_path(script)
+            remove_path(counts)
+
+    def row_counts(self, database):
+        """{table: rows} of every table of DATABASE (ROW_COUNTS_SQL)."""
+        return self.query(ROW_COUNTS_SQL, database) or {}
 
     def databases_info(self, name, others):
         """(NAME's owner, encoding, locale, connection flag, database grants, catalog row, comment
@@ -833,6 +902,10 @@ def scan(directory, database):
             entry['metadata'] = metadata
             if problem is None and metadata.get('verified') is not True:
                 problem = 'metadata does not say verified'
+            tested = metadata.get('restore_test') if isinstance(metadata, dict) else None
+            if problem is None and isinstance(tested, dict) and tested.get('result') == 'failed':
+                problem = 'failed its test restore at %s: %s' % (
+                    tested.get('at'), '; '.join(tested.get('problems') or []) or 'no reason recorded')
             if problem is None and not os.path.isfile(path + CHECKSUM_SUFFIX):
                 problem = 'no checksum file'
             entry['problem'] = problem
@@ -1070,11 +1143,11 @@ def _dump(pg, backup_dir, database, fmt='custom', jobs=1, compress=None, label=N
     remove_path(paths['partial'])
     argv = pg_dump_argv(pg.program('pg_dump'), database, paths['partial'], fmt, jobs, compress_argv,
                         pg.connection_args())
-    rc, out, err = pg.run(argv)
+    rc, err, row_counts = pg.dump_in_snapshot(argv, database, backup_dir)
     if rc != 0:
         remove_path(paths['partial'])
         raise BackupError('pg_dump of database %s failed (rc=%s), nothing was kept: %s'
-                          % (database, rc, tail(err or out)))
+                          % (database, rc, tail(err)))
     private_files(paths['partial'])
     os.rename(paths['partial'], paths['path'])
     fsync_dir(backup_dir)
@@ -1108,6 +1181,8 @@ def _dump(pg, backup_dir, database, fmt='custom', jobs=1, compress=None, label=N
         'duration': duration, 'label': label, 'verified': True, 'host': socket.gethostname(),
         'compress': compress or None, 'jobs': jobs,
         'globals': os.path.basename(globals_path) if globals_path else None,
+        # Each table's rows in the dumped snapshot: what a test restore must give back.
+        'row_counts': row_counts,
     }
     write_atomic(paths['json'], json.dumps(metadata, indent=2, sort_keys=True) + '\n', 0o600)
 
@@ -1333,14 +1408,123 @@ def swap(pg, database, temp, replaced, allow_connections, sleep=time.sleep, atte
         raise
 
 
+# ---- test restore ----------------------------------------------------------------------------
+
+def compare_row_counts(recorded, restored):
+    """What differs between the RECORDED row counts of a dump and those RESTORED from it."""
+    problems = []
+    for table in sorted(set(recorded) | set(restored)):
+        if table not in restored:
+            problems.append('table %s (%s rows at dump time) is missing' % (table, recorded[table]))
+        elif table not in recorded:
+            problems.append('table %s (%s rows) was not in the dump\'s row counts' % (table, restored[table]))
+        elif recorded[table] != restored[table]:
+            problems.append('table %s has %s rows, %s at dump time' % (table, restored[table], recorded[table]))
+    return problems
+
+
+def record_test(entry, record):
+    """Write RECORD into the metadata of the dump of ENTRY (restore_test): a failed one is no
+    longer verified (scan)."""
+    metadata = dict(entry['metadata'], restore_test=record)
+    write_atomic(entry['path'] + METADATA_SUFFIX, json.dumps(metadata, indent=2, sort_keys=True) + '\n', 0o600)
+
+
+def test_restore(pg, backup_dir, database, jobs=1, space_check=True, now=None, clock=time.monotonic,
+                 statvfs_free=free_space):
+    """Restore the latest verified dump of DATABASE into a scratch database, compare every
+    table's row count with those the dump recorded, drop the scratch database, and record the
+    result in the dump's metadata. Returns {result: passed or failed, dump, tables, problems,
+    duration, warnings, ...}. A dump that fails (damaged, not restorable, rows differ) is marked
+    failed and never chosen as latest again; a failure that is not the dump's (the server, the
+    space, the scratch name) raises BackupError and marks nothing."""
+    check_database(database)
+    check_positive(jobs, 'jobs', allow_none=False)
+    backup_dir = os.path.abspath(backup_dir)
+    started = clock()
+    now = now or utcnow()
+    path, fmt, entry, skipped = pick_dump(backup_dir, database)
+    scratch = database_names(database, now, ('test',))[0]
+    result = {'changed': True, 'database': database, 'dump': path, 'scratch': scratch, 'result': None,
+              'tables': None, 'problems': [], 'duration': None, 'at': iso(now), 'passed_over': skipped,
+              'warnings': ['latest passed over the newer dump %s: %s' % (item['name'], item['reason'])
+                           for item in skipped], 'commands': pg.commands}
+    target, taken, dummy = pg.databases_info(database, [scratch])
+    if taken:
+        raise BackupError('database %s already exists (left by an interrupted test restore?); drop it '
+                          'or retry in a second. Nothing was changed' % scratch)
+    data_directory = (target or {}).get('data_directory')
+    if space_check and target and data_directory and os.path.isdir(data_directory) \
+            and (pg.host is None or pg.host.startswith('/')):
+        check_space('the scratch database %s' % scratch, int(target.get('size') or 0), data_directory,
+                    'the size of database %s' % database, statvfs_free)
+    recorded = (entry['metadata'] or {}).get('row_counts')
+    problems = []
+    try:
+        verify_checksum(path)
+        verify_contents(pg, path, fmt)
+    except BackupError as exc:
+        problems.append(str(exc).split('. Nothing was changed', maxsplit=1)[0])
+    if not problems:
+        pg.execute([create_database_sql(scratch, target)], 'creating the scratch database %s' % scratch)
+        try:
+            if fmt == 'plain':
+                argv = psql_restore_argv(pg.program('psql'), path, scratch, pg.connection_args())
+            else:
+                argv = pg_restore_argv(pg.program('pg_restore'), path, scratch, jobs, pg.connection_args())
+            rc, out, err = pg.run(argv)
+            if rc != 0:
+                problems.append('restoring it failed (rc=%s): %s' % (rc, tail(err or out)))
+            else:
+                restored = pg.row_counts(scratch)
+                result['tables'] = len(restored)
+                if recorded is None:
+                    result['warnings'].append('the dump recorded no row counts (made before they were): '
+                                              'it restored, its rows were not compared')
+                else:
+                    problems.extend(compare_row_counts(recorded, restored))
+        finally:
+            pg.execute(['DROP DATABASE IF EXISTS %s' % quote_ident(scratch)],
+                       'dropping the scratch database %s' % scratch)
+    result['problems'] = problems
+    result['result'] = 'failed' if problems else 'passed'
+    result['duration'] = round(clock() - started, 3)
+    record_test(entry, {'result': result['result'], 'at': result['at'], 'problems': problems,
+                        'tables': result['tables'], 'duration': result['duration']})
+    return result
+
+
 # ---- command line ----------------------------------------------------------------------------
 
-def write_status(path, result):
-    status = {'last_success': iso(utcnow()), 'file': result['path'], 'size': result['size'],
-              'duration': result['duration'], 'database': result['database'], 'sha256': result['checksum'],
-              'removed': result['removed'], 'problems': result['problems']}
+def update_status(path, **keys):
+    """Set KEYS in the JSON status file at PATH, keeping its other keys (the dump's and the test
+    restore's share one file); readable by monitoring (0644)."""
+    try:
+        with open(path, 'r', encoding='utf-8') as handle:
+            status = json.load(handle)
+    except (OSError, ValueError):
+        status = {}
+    if not isinstance(status, dict):
+        status = {}
+    status.update(keys)
     write_atomic(path, json.dumps(status, indent=2, sort_keys=True) + '\n', 0o644)
     return status
+
+
+def write_status(path, result):
+    return update_status(path, last_success=iso(utcnow()), file=result['path'], size=result['size'],
+                         duration=result['duration'], database=result['database'], sha256=result['checksum'],
+                         removed=result['removed'], problems=result['problems'])
+
+
+def write_test_status(path, database, result=None, error=None):
+    """The test restore's RESULT (or its ERROR) as the status file's restore_test."""
+    if result is None:
+        record = {'result': 'failed', 'dump': None, 'at': iso(utcnow()), 'duration': None, 'tables': None,
+                  'problems': [error]}
+    else:
+        record = dict((key, result[key]) for key in ('result', 'dump', 'at', 'duration', 'tables', 'problems'))
+    return update_status(path, database=database, restore_test=record)
 
 
 def main(argv=None, runner=subprocess_runner):
@@ -1361,14 +1545,25 @@ def main(argv=None, runner=subprocess_runner):
     command.add_argument('--remove-unverified', action='store_true',
                          help='also remove unverified and damaged dumps older than the newest verified one')
     command.add_argument('--status-file', help='JSON status written on success, for monitoring')
-    command.add_argument('--host', help='server host (default: the local socket)')
-    command.add_argument('--port', type=int)
-    command.add_argument('--user')
+    tester = commands.add_parser('test-restore', help='restore the latest verified dump into a scratch database, '
+                                 'compare its row counts with the dump\'s, drop it')
+    tester.add_argument('--dir', required=True, help='the backup directory')
+    tester.add_argument('--database', required=True)
+    tester.add_argument('--jobs', type=int, default=1, help='parallel pg_restore jobs')
+    tester.add_argument('--no-space-check', action='store_true',
+                        help='restore even when the database\'s size does not seem to fit')
+    tester.add_argument('--status-file', help='JSON status file whose restore_test is set, for monitoring')
+    for each in (command, tester):
+        each.add_argument('--host', help='server host or socket directory (default: the local socket)')
+        each.add_argument('--port', type=int)
+        each.add_argument('--user')
     args = parser.parse_args(argv)
-    if args.command != 'dump':
+    if args.command not in ('dump', 'test-restore'):
         parser.print_usage(sys.stderr)
         return 2
     pg = Postgres(runner, host=args.host, port=args.port, user=args.user)
+    if args.command == 'test-restore':
+        return main_test_restore(pg, args)
     try:
         result = dump(pg, args.dir, args.database, fmt=args.format, jobs=args.jobs, compress=args.compress,
                       label=args.label, globals_dump=args.globals, keep=args.keep,
@@ -1385,6 +1580,27 @@ def main(argv=None, runner=subprocess_runner):
         sys.stderr.write('pg_backup: warning: %s\n' % line)
     sys.stdout.write('verified dump %s: %s bytes, sha256 %s, %s s\n'
                      % (result['path'], result['size'], result['checksum'], result['duration']))
+    return 0
+
+
+def main_test_restore(pg, args):
+    try:
+        result = test_restore(pg, args.dir, args.database, jobs=args.jobs, space_check=not args.no_space_check)
+    except (BackupError, OSError) as exc:
+        if args.status_file:
+            write_test_status(args.status_file, args.database, error=str(exc))
+        sys.stderr.write('pg_backup: test restore of database %s failed: %s\n' % (args.database, exc))
+        return 1
+    if args.status_file:
+        write_test_status(args.status_file, args.database, result)
+    for line in result['warnings']:
+        sys.stderr.write('pg_backup: warning: %s\n' % line)
+    if result['result'] != 'passed':
+        sys.stderr.write('pg_backup: test restore of database %s failed: %s is marked failed (never chosen as '
+                         'latest): %s\n' % (args.database, result['dump'], '; '.join(result['problems'])))
+        return 1
+    sys.stdout.write("test restore of %s passed: %s tables with the row counts of the dump's time, %s s\n"
+                     % (result['dump'], result['tables'], result['duration']))
     return 0
 
 

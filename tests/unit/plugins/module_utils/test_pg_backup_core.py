@@ -11,6 +11,7 @@ import json
 import os
 import pathlib
 import re
+import shlex
 
 import pytest
 
@@ -400,12 +401,15 @@ class FakePostgres:
     """Plays pg_dump, pg_dumpall, pg_restore and psql: writes the files pg_dump would, answers
     the queries the code makes, fails where a test says so. Records (argv, env)."""
 
-    def __init__(self, pg_dump_version="15.13", databases=None, replaced=()):
+    def __init__(self, pg_dump_version="15.13", databases=None, replaced=(), row_counts=None):
         self.calls = []
         self.pg_dump_version = pg_dump_version
         self.databases = databases if databases is not None else {}
         self.replaced = list(replaced)
         self.fail = {}
+        # What the counting query finds: at dump time, and in a test restore's scratch database.
+        self.row_counts = {'public."Items"': 3, "public.notes": 0} if row_counts is None else row_counts
+        self.restored_counts = None
 
     def __call__(self, argv, env):
         self.calls.append((list(argv), dict(env)))
@@ -438,19 +442,38 @@ class FakePostgres:
         if program == "pg_restore":
             return 0, "", ""
         if program == "psql":
-            return self.psql(argv)
+            return self.psql(argv, env)
         raise AssertionError("unexpected program %s" % argv)
 
-    def psql(self, argv):
+    def psql(self, argv, env=None):
+        scripts = [arg.split("=", 1)[1] for arg in argv if arg.startswith("--file=")]
+        if scripts and "\\! " in pathlib.Path(scripts[0]).read_text():
+            return self.snapshot_dump(pathlib.Path(scripts[0]).read_text(), env or {})
         statements = [argv[index + 1] for index, arg in enumerate(argv) if arg == "--command"]
         if not statements:
             return 0, "", ""
         sql = statements[0]
+        if sql == core.ROW_COUNTS_SQL:
+            counts = self.row_counts if self.restored_counts is None else self.restored_counts
+            return 0, json.dumps(counts) + "\n", ""
         if sql.startswith("SELECT json_build_object('target'"):
             name = re.search(r"d\.datname = '([^']*)'", sql).group(1)
             return 0, json.dumps({"target": self.databases.get(name), "taken": [],
                                   "replaced": self.replaced}) + "\n", ""
         return 0, "", ""
+
+    def snapshot_dump(self, script, env):
+        """psql running snapshot_dump_script: the counts into its \\o file, then pg_dump (played
+        here, --snapshot dropped) and its exit status on stdout."""
+        counts = re.search(r"^\\o '((?:[^']|'')*)'$", script, re.M).group(1).replace("''", "'")
+        assert core.ROW_COUNTS_SQL + ";" in script and "pg_export_snapshot()" in script
+        pathlib.Path(counts).write_text(json.dumps(self.row_counts) + "\n")
+        command = re.search(r"^\\! (.*); echo \"weblab-pg_dump-exit=\$\?\"$", script, re.M).group(1)
+        dump_argv = shlex.split(command)
+        assert dump_argv[-1] == "--snapshot=$WEBLAB_SNAPSHOT", dump_argv
+        # Run by psql's shell: psql's environment.
+        rc, dummy, err = self(dump_argv[:-1], env)
+        return 0, "weblab-pg_dump-exit=%d\n" % rc, err
 
     def programs(self):
         return [os.path.basename(argv[0]) for argv, env in self.calls]
@@ -485,10 +508,11 @@ def test_dump_writes_partial_then_renames_verifies_and_records(tmp_path, bin_dir
     assert dump_argv == [str(bin_dir / "pg_dump"), "--format=custom", "--file=%s" % (backup / ("." + name + ".partial")),
                          "--compress=1", "--host=db", "--port=5433", "--username=backup", "--no-password",
                          "--dbname=dbname='weblab'"]
-    # pg_dump --version (the compression arguments depend on it), the dump, its table of
-    # contents (which also names both versions), the globals.
-    assert fake.programs() == ["pg_dump", "pg_dump", "pg_restore", "pg_dumpall"]
-    assert [argv for argv, env in fake.calls][2] == [str(bin_dir / "pg_restore"), "--list", str(backup / name)]
+    # pg_dump --version (the compression arguments depend on it), psql counting the rows and
+    # running the dump in its snapshot, its table of contents (which also names both versions),
+    # the globals.
+    assert fake.programs() == ["pg_dump", "psql", "pg_dump", "pg_restore", "pg_dumpall"]
+    assert [argv for argv, env in fake.calls][3] == [str(bin_dir / "pg_restore"), "--list", str(backup / name)]
     for argv, env in fake.calls:
         assert env == {"PGPASSWORD": "s3cret!"}
         assert not any("s3cret" in arg for arg in argv)
@@ -550,7 +574,7 @@ def test_dump_directory_format_with_jobs(tmp_path, bin_dir):
     result = core.dump(make_pg(fake, bin_dir), str(tmp_path), "weblab", fmt="directory", jobs=3,
                        compress="zstd:3", now=NOW)
     assert result["path"].endswith(".dir") and os.path.isdir(result["path"])
-    dump_argv = fake.calls[1][0]
+    dump_argv = fake.calls[2][0]
     assert "--jobs=3" in dump_argv and "--compress=zstd:3" in dump_argv
     with pytest.raises(BackupError, match="needs format=directory"):
         core.dump(make_pg(fake, bin_dir), str(tmp_path), "weblab", jobs=2, now=NOW)
@@ -717,6 +741,164 @@ def test_cli_status_file_only_on_success(tmp_path, bin_dir, monkeypatch, capsys)
                       str(status)], runner=fake) == 1
     assert "simulated failure" in capsys.readouterr().err
     assert status.read_text() == before
+
+
+def test_cli_status_file_keeps_the_test_restores_record(tmp_path, bin_dir, monkeypatch):
+    monkeypatch.setattr(core, "find_program", lambda name, bin_dir_=None: str(bin_dir / name))
+    status = tmp_path / "status.json"
+    status.write_text(json.dumps({"restore_test": {"result": "passed"}, "database": "weblab"}))
+    assert core.main(["dump", "--dir", str(tmp_path / "b"), "--database", "weblab", "--status-file", str(status)],
+                     runner=FakePostgres()) == 0
+    data = json.loads(status.read_text())
+    assert data["restore_test"] == {"result": "passed"} and data["file"].endswith(".dump")
+
+
+# ---- row counts at dump time and the test restore --------------------------------------------
+
+def test_snapshot_script_counts_and_dumps_in_one_exported_snapshot():
+    script = core.snapshot_dump_script(["pg_dump", "--file=/b/it's here.partial"], "/b/it's.counts")
+    lines = script.splitlines()
+    assert lines[0] == "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;"
+    assert lines[1] == "SELECT pg_export_snapshot() AS weblab_snapshot \\gset"
+    assert lines[2] == "\\setenv WEBLAB_SNAPSHOT :weblab_snapshot"
+    assert lines[3] == "\\o '/b/it''s.counts'"
+    assert lines[4] == core.ROW_COUNTS_SQL + ";"
+    # pg_dump starts in the snapshot the counts saw, while this session holds it open.
+    assert lines[6] == ("\\! pg_dump '--file=/b/it'\"'\"'s here.partial' --snapshot=\"$WEBLAB_SNAPSHOT\"; "
+                        "echo \"weblab-pg_dump-exit=$?\"")
+    assert lines[7] == "COMMIT;"
+
+
+def test_dump_records_the_row_counts_of_its_snapshot_and_leaves_no_script(tmp_path, bin_dir):
+    fake = FakePostgres(row_counts={'public."Items"': 12, "lab.notes": 0})
+    backup = tmp_path / "b"
+    result = core.dump(make_pg(fake, bin_dir), str(backup), "weblab", now=NOW)
+    assert result["metadata"]["row_counts"] == {'public."Items"': 12, "lab.notes": 0}
+    on_disk = json.loads(pathlib.Path(result["path"] + ".json").read_text())
+    assert on_disk["row_counts"] == result["metadata"]["row_counts"]
+    assert sorted(os.listdir(backup)) == [os.path.basename(result["path"]) + suffix for suffix in ("", ".json",
+                                                                                                  ".sha256")]
+    assert any(command.endswith("'--snapshot=$WEBLAB_SNAPSHOT'") for command in result["commands"]), result["commands"]
+
+
+def test_dump_fails_when_the_counting_session_fails_and_keeps_nothing(tmp_path, bin_dir):
+    fake = FakePostgres()
+    fake.fail["psql"] = lambda argv: True
+    with pytest.raises(BackupError, match="pg_dump of database weblab failed.*simulated failure"):
+        core.dump(make_pg(fake, bin_dir), str(tmp_path / "b"), "weblab", now=NOW)
+    assert os.listdir(tmp_path / "b") == []
+
+
+@pytest.mark.parametrize("recorded, restored, problems", [
+    ({"a": 1, "b": 2}, {"a": 1, "b": 2}, []),
+    ({"a": 1, "b": 2}, {"a": 1, "b": 1}, ["table b has 1 rows, 2 at dump time"]),
+    ({"a": 1, "b": 2}, {"a": 1}, ["table b (2 rows at dump time) is missing"]),
+    ({"a": 1}, {"a": 1, "c": 0}, ["table c (0 rows) was not in the dump's row counts"]),
+])
+def test_compare_row_counts(recorded, restored, problems):
+    assert core.compare_row_counts(recorded, restored) == problems
+
+
+COUNTS = {'public."Items"': 3, "public.notes": 0}
+
+
+def test_test_restore_restores_the_latest_into_a_scratch_database_compares_and_drops_it(tmp_path, bin_dir):
+    make_dump(tmp_path, "weblab", at(2), metadata={"row_counts": {"public.old": 1}})
+    latest = make_dump(tmp_path, "weblab", at(1), metadata={"row_counts": COUNTS})
+    fake = FakePostgres(databases={"weblab": TARGET}, row_counts=COUNTS)
+    result = core.test_restore(make_pg(fake, bin_dir), str(tmp_path), "weblab", jobs=2, now=NOW)
+    assert result["result"] == "passed" and result["problems"] == [] and result["tables"] == 2
+    assert result["dump"] == str(latest) and result["scratch"] == "weblab_test_20250310_120000"
+    statements = fake.statements()
+    assert statements[1].startswith('CREATE DATABASE "weblab_test_20250310_120000" TEMPLATE template0 OWNER "weblab"')
+    assert statements[-1] == 'DROP DATABASE IF EXISTS "weblab_test_20250310_120000"'
+    restore_argv = [argv for argv, env in fake.calls if argv[0].endswith("pg_restore") and "--list" not in argv]
+    assert restore_argv[0][-2:] == ["--dbname=dbname='weblab_test_20250310_120000'", str(latest)]
+    assert "--jobs=2" in restore_argv[0]
+    # The live database is never renamed, dropped or altered.
+    assert not [sql for sql in statements if 'DATABASE "weblab"' in sql]
+    recorded = json.loads(pathlib.Path(str(latest) + ".json").read_text())["restore_test"]
+    assert recorded == {"result": "passed", "at": "2025-03-10T12:00:00Z", "problems": [], "tables": 2,
+                        "duration": result["duration"]}
+    assert core.choose_latest(core.scan(str(tmp_path), "weblab"))["path"] == str(latest)
+
+
+def test_test_restore_with_other_rows_marks_the_dump_failed_and_latest_passes_it_over(tmp_path, bin_dir):
+    older = make_dump(tmp_path, "weblab", at(2), metadata={"row_counts": COUNTS})
+    latest = make_dump(tmp_path, "weblab", at(1), metadata={"row_counts": COUNTS})
+    fake = FakePostgres(databases={"weblab": TARGET}, row_counts=COUNTS)
+    fake.restored_counts = {'public."Items"': 2, "public.notes": 0}
+    result = core.test_restore(make_pg(fake, bin_dir), str(tmp_path), "weblab", now=NOW)
+    assert result["result"] == "failed"
+    assert result["problems"] == ['table public."Items" has 2 rows, 3 at dump time']
+    assert fake.statements()[-1] == 'DROP DATABASE IF EXISTS "weblab_test_20250310_120000"'
+    entries = core.scan(str(tmp_path), "weblab")
+    assert core.choose_latest(entries)["path"] == str(older)
+    skipped = core.passed_over(entries, core.choose_latest(entries))
+    assert skipped == [{"name": latest.name, "reason": 'failed its test restore at 2025-03-10T12:00:00Z: table '
+                        'public."Items" has 2 rows, 3 at dump time'}]
+    # The next test restore takes the dump before it.
+    fake.restored_counts = None
+    again = core.test_restore(make_pg(fake, bin_dir), str(tmp_path), "weblab", now=at(0, -1))
+    assert again["result"] == "passed" and again["dump"] == str(older)
+    assert again["warnings"] == ["latest passed over the newer dump %s: %s" % (latest.name, skipped[0]["reason"])]
+
+
+@pytest.mark.parametrize("damage", [truncate, flip], ids=["truncated", "flipped"])
+def test_test_restore_of_a_damaged_dump_marks_it_failed_without_touching_the_server(tmp_path, bin_dir, damage):
+    latest = make_dump(tmp_path, "weblab", at(1), content=os.urandom(4000), metadata={"row_counts": COUNTS})
+    damage(latest)
+    fake = FakePostgres(databases={"weblab": TARGET})
+    result = core.test_restore(make_pg(fake, bin_dir), str(tmp_path), "weblab", now=NOW)
+    assert result["result"] == "failed" and "is damaged" in result["problems"][0]
+    assert not [sql for sql in fake.statements() if sql.startswith(("CREATE", "DROP", "ALTER"))]
+    assert core.choose_latest(core.scan(str(tmp_path), "weblab")) is None
+
+
+def test_test_restore_of_a_dump_without_row_counts_restores_and_says_it_did_not_compare(tmp_path, bin_dir):
+    make_dump(tmp_path, "weblab", at(1))
+    result = core.test_restore(make_pg(FakePostgres(databases={"weblab": TARGET}), bin_dir), str(tmp_path),
+                               "weblab", now=NOW)
+    assert result["result"] == "passed"
+    assert result["warnings"] == ["the dump recorded no row counts (made before they were): it restored, its rows "
+                                  "were not compared"]
+
+
+def test_test_restore_failing_for_the_server_marks_nothing(tmp_path, bin_dir):
+    latest = make_dump(tmp_path, "weblab", at(1), metadata={"row_counts": COUNTS})
+    fake = FakePostgres(databases={"weblab": TARGET})
+    fake.fail["psql"] = lambda argv: any(arg.startswith("CREATE DATABASE") for arg in argv)
+    with pytest.raises(BackupError, match="creating the scratch database weblab_test_20250310_120000 failed"):
+        core.test_restore(make_pg(fake, bin_dir), str(tmp_path), "weblab", now=NOW)
+    assert "restore_test" not in json.loads(pathlib.Path(str(latest) + ".json").read_text())
+
+
+def test_cli_test_restore_writes_its_result_into_the_status_file(tmp_path, bin_dir, monkeypatch, capsys):
+    monkeypatch.setattr(core, "find_program", lambda name, bin_dir_=None: str(bin_dir / name))
+    backup = tmp_path / "b"
+    backup.mkdir()
+    latest = make_dump(backup, "weblab", at(1), metadata={"row_counts": COUNTS})
+    status = tmp_path / "status.json"
+    status.write_text(json.dumps({"file": "kept", "last_success": "2025-03-10T03:15:00Z"}))
+    fake = FakePostgres(databases={"weblab": TARGET}, row_counts=COUNTS)
+    argv = ["test-restore", "--dir", str(backup), "--database", "weblab", "--status-file", str(status)]
+    assert core.main(argv, runner=fake) == 0
+    assert "test restore of %s passed: 2 tables" % latest in capsys.readouterr().out
+    data = json.loads(status.read_text())
+    assert data["file"] == "kept" and data["restore_test"]["result"] == "passed"
+    assert data["restore_test"]["dump"] == str(latest) and data["restore_test"]["tables"] == 2
+
+    make_dump(backup, "weblab", at(0, 1), metadata={"row_counts": COUNTS})
+    fake.restored_counts = {}
+    assert core.main(argv, runner=fake) == 1
+    err = capsys.readouterr().err
+    assert "is marked failed (never chosen as latest)" in err and 'table public."Items"' in err
+    assert json.loads(status.read_text())["restore_test"]["result"] == "failed"
+
+    fake.fail["psql"] = lambda argv: True
+    assert core.main(argv, runner=fake) == 1
+    failed = json.loads(status.read_text())["restore_test"]
+    assert failed["result"] == "failed" and failed["dump"] is None and "simulated failure" in failed["problems"][0]
 
 
 # ---- what a restore carries over beyond the contents ----------------------------------------
