@@ -23,6 +23,10 @@ description:
     pg_dump's header and end with its footer), and C(NAME.sha256) (C(sha256sum) format; one
     line per file for the directory format) and the metadata C(NAME.json) are written. Only a
     dump with both counts as verified; O(globals) adds C(DATABASE-TIME[-LABEL].globals.sql).
+  - Before C(pg_dump) starts, a C(psql) session exports a snapshot, counts the rows of every
+    table in it and holds it while C(pg_dump --snapshot) dumps that same snapshot; the counts go
+    into the metadata (C(row_counts)), for a test restore to compare with (the backups role's
+    C(pg_backup.py test-restore)). Counting reads every table once more.
   - Retention then removes the dumps of the database that O(keep) and O(max_age_days) no
     longer keep, with their checksum, metadata and globals files. Only good dumps count toward
     O(keep); the dumps it counts have their checksums checked, and a damaged one is reported
@@ -244,6 +248,9 @@ metadata:
     compress: null
     jobs: 1
     globals: null
+    row_counts:
+      public.lab_experiment: 120
+      public.lab_result: 3400
 removed:
   description: The dumps and leftovers retention removed (in check mode, would remove).
   returned: always

@@ -73,8 +73,9 @@ options:
         from another database (its metadata or its table of contents says so) is refused unless
         O(allow_other_database=true).
       - V(latest) is the newest verified dump of O(database) (by the time in its name), with
-        label O(label) when given. Partial dumps, unverified ones and those whose metadata is
-        damaged are skipped, and every newer dump skipped is reported (RV(passed_over) and a
+        label O(label) when given. Partial dumps, unverified ones, those whose metadata is
+        damaged and those that failed a test restore are skipped, and every newer dump skipped is
+        reported (RV(passed_over) and a
         warning). When the dump chosen fails its checksum, the task fails instead of
         falling back to an older dump; name that one to restore it.
     type: str
@@ -197,7 +198,8 @@ replaced_by:
 passed_over:
   description:
     - With O(dump=latest), the dumps newer than the one chosen that it did not take, newest
-      first, each with the reason (unfinished, unverified, damaged metadata, another label). Each
+      first, each with the reason (unfinished, unverified, damaged metadata, failed its test
+      restore, another label). Each
       is also a warning, so the newest dump is never skipped silently. Empty for a named dump.
   returned: always
   type: list

@@ -443,3 +443,97 @@ def test_restores_keep_only_keep_replaced_replaced_databases(cluster, run_module
     assert gone["replaced_by"] is None
     assert not [name for name in cluster.databases() if name.startswith("bounded_replaced_")]
     assert cluster.rows("bounded") == [1, 2, 3]
+
+
+def cli(cluster, *argv):
+    """The timer's command line (a plain script, no Ansible on the path) against the cluster."""
+    env = dict(cluster.env, PYTHONPATH="")
+    return subprocess.run([sys.executable, str(SCRIPT), *argv], env=env, capture_output=True, text=True,
+                          check=False, timeout=300)
+
+
+def test_dump_counts_the_rows_of_the_snapshot_it_dumps(cluster, backup_dir):
+    """Rows committed while the dump waits (here on a lock another session holds) are neither
+    counted nor dumped: the counts and pg_dump share the snapshot the counting session exported
+    first. Were pg_dump to take a snapshot of its own, it would dump the 50 later rows."""
+    cluster.create_database("snap", rows=100)
+    cluster.psql("CREATE TABLE gate (id int)", "snap")
+    holder = subprocess.Popen([str(cluster.bin_dir / "psql"), "-X", "-q", "-d", "snap"], env=cluster.env,
+                              stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    holder.stdin.write("BEGIN;\nLOCK TABLE gate IN ACCESS EXCLUSIVE MODE;\n")
+    holder.stdin.flush()
+    assert wait_for(lambda: cluster.psql("SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                                         "WHERE c.relname = 'gate' AND l.granted", "snap") == "1")
+    env = dict(cluster.env, PYTHONPATH="")
+    dumper = subprocess.Popen([sys.executable, str(SCRIPT), "dump", "--dir", str(backup_dir), "--database", "snap"],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_for(lambda: cluster.psql("SELECT count(*) FROM pg_stat_activity WHERE datname = 'snap' "
+                                             "AND wait_event_type = 'Lock'") == "1", timeout=30)
+        cluster.add_rows("snap", 101, 150)
+        holder.stdin.write("COMMIT;\n")
+        holder.stdin.close()
+        out, err = dumper.communicate(timeout=120)
+    finally:
+        for process in (holder, dumper):
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+    assert dumper.returncode == 0, out + err
+    name = [item for item in files(backup_dir) if item.endswith(".dump")][0]
+    metadata = json.loads((backup_dir / (name + ".json")).read_text())
+    assert metadata["row_counts"] == {"public.gate": 0, "public.items": 100}
+    assert cluster.rows("snap") == list(range(1, 151))
+
+    tested = cli(cluster, "test-restore", "--dir", str(backup_dir), "--database", "snap")
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    assert "passed: 2 tables" in tested.stdout
+
+
+def test_test_restore_proves_the_latest_dump_and_marks_one_that_fails(cluster, run_module, backup_dir, tmp_path):
+    cluster.create_database("proof", rows=40)
+    cluster.psql('CREATE SCHEMA "Lab"; CREATE TABLE "Lab"."Odd name" (id int); '
+                 'INSERT INTO "Lab"."Odd name" SELECT generate_series(1, 5); '
+                 "CREATE MATERIALIZED VIEW big_items AS SELECT * FROM items WHERE id > 30", "proof")
+    status = tmp_path / "proof.json"
+    assert cli(cluster, "dump", "--dir", str(backup_dir), "--database", "proof", "--status-file",
+               str(status)).returncode == 0
+    first = json.loads(status.read_text())["file"]
+    assert json.loads(pathlib.Path(first + ".json").read_text())["row_counts"] == {
+        '"Lab"."Odd name"': 5, "public.big_items": 10, "public.items": 40}
+    before = cluster.databases()
+
+    passed = cli(cluster, "test-restore", "--dir", str(backup_dir), "--database", "proof", "--status-file",
+                 str(status))
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    assert "test restore of %s passed: 3 tables" % first in passed.stdout
+    assert cluster.databases() == before, "the scratch database was left behind"
+    data = json.loads(status.read_text())
+    assert data["file"] == first, "the dump's keys were lost"
+    assert data["restore_test"]["result"] == "passed" and data["restore_test"]["dump"] == first
+    assert data["restore_test"]["tables"] == 3 and data["restore_test"]["problems"] == []
+    assert json.loads(pathlib.Path(first + ".json").read_text())["restore_test"]["result"] == "passed"
+
+    # A newer dump that lost a row between pg_dump and its metadata: its recorded count says 41.
+    time.sleep(1.1)
+    assert cli(cluster, "dump", "--dir", str(backup_dir), "--database", "proof").returncode == 0
+    second = sorted(str(backup_dir / item) for item in files(backup_dir) if item.endswith(".dump"))[-1]
+    metadata = json.loads(pathlib.Path(second + ".json").read_text())
+    metadata["row_counts"]["public.items"] = 41
+    pathlib.Path(second + ".json").write_text(json.dumps(metadata))
+    failed = cli(cluster, "test-restore", "--dir", str(backup_dir), "--database", "proof", "--status-file",
+                 str(status))
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "table public.items has 40 rows, 41 at dump time" in failed.stderr
+    assert json.loads(status.read_text())["restore_test"]["result"] == "failed"
+    assert cluster.databases() == before
+
+    # Never latest again: a restore of latest takes the first dump and says why.
+    restored = run_module("postgresql_restore", dict(cluster.login, database="proof", backup_dir=str(backup_dir),
+                                                     keep_replaced=0), "--check")
+    assert restored["dump"] == first
+    assert restored["passed_over"] == [{"name": os.path.basename(second), "reason": restored["passed_over"][0]["reason"]}]
+    assert restored["passed_over"][0]["reason"].startswith("failed its test restore at ")
+    again = cli(cluster, "test-restore", "--dir", str(backup_dir), "--database", "proof")
+    assert again.returncode == 0 and first in again.stdout, again.stdout + again.stderr
+    assert "passed over the newer dump %s" % os.path.basename(second) in again.stderr
