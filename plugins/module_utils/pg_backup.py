@@ -1297,13 +1297,8 @@ def restore(pg, backup_dir, database, dump_ref='latest', label=None, jobs=1, kee
     if taken:
         raise BackupError('database %s already exists (left by an interrupted restore?); drop it or '
                           'retry in a second. Nothing was changed' % ', '.join(taken))
-    # The temporary database needs about the size of the database it replaces, where the server
-    # keeps its data: checked when that is on this host (a restore into a new database is not).
-    data_directory = (target or {}).get('data_directory')
-    if space_check and target and data_directory and os.path.isdir(data_directory) \
-            and (pg.host is None or pg.host.startswith('/')):
-        check_space('the temporary database %s' % temp, int(target.get('size') or 0), data_directory,
-                    'the size of database %s' % database, statvfs_free)
+    if space_check:
+        check_copy_space(pg, target, 'the temporary database %s' % temp, statvfs_free)
     kept = replaced if target and keep_replaced else None
     # The replaced databases beyond keep_replaced, oldest first: this restore's own when 0.
     replaced_all = earlier + ([replaced] if target else [])
@@ -1337,11 +1332,7 @@ def restore(pg, backup_dir, database, dump_ref='latest', label=None, jobs=1, kee
                 ' WITH GRANT OPTION' if grant['grantable'] else ''))
     try:
         pg.execute(statements, 'creating the temporary database %s with the privileges of %s' % (temp, database))
-        if fmt == 'plain':
-            argv = psql_restore_argv(pg.program('psql'), path, temp, pg.connection_args())
-        else:
-            argv = pg_restore_argv(pg.program('pg_restore'), path, temp, jobs, pg.connection_args())
-        rc, out, err = pg.run(argv)
+        rc, out, err = restore_into(pg, path, fmt, temp, jobs)
         if rc != 0:
             raise BackupError('restoring %s into the temporary database %s failed (rc=%s); it was dropped '
                               'and database %s was not touched: %s'
@@ -1368,6 +1359,24 @@ def restore(pg, backup_dir, database, dump_ref='latest', label=None, jobs=1, kee
             result['warnings'].append('the replaced database %s was kept: %s' % (name, exc))
     result['duration'] = round(clock() - started, 3)
     return result
+
+
+def check_copy_space(pg, target, what, statvfs_free=free_space):
+    """A new copy of database TARGET (databases_info) needs about its size where the server keeps
+    its data: checked when that is on this host (nothing to check without TARGET)."""
+    data_directory = (target or {}).get('data_directory')
+    if target and data_directory and os.path.isdir(data_directory) and (pg.host is None or pg.host.startswith('/')):
+        check_space(what, int(target.get('size') or 0), data_directory, 'the size of database %s' % target['name'],
+                    statvfs_free)
+
+
+def restore_into(pg, path, fmt, database, jobs=1):
+    """Restore the dump at PATH (format FMT) into the existing DATABASE: (rc, out, err)."""
+    if fmt == 'plain':
+        argv = psql_restore_argv(pg.program('psql'), path, database, pg.connection_args())
+    else:
+        argv = pg_restore_argv(pg.program('pg_restore'), path, database, jobs, pg.connection_args())
+    return pg.run(argv)
 
 
 def drop_quietly(pg, name):
@@ -1453,11 +1462,8 @@ def test_restore(pg, backup_dir, database, jobs=1, space_check=True, now=None, c
     if taken:
         raise BackupError('database %s already exists (left by an interrupted test restore?); drop it '
                           'or retry in a second. Nothing was changed' % scratch)
-    data_directory = (target or {}).get('data_directory')
-    if space_check and target and data_directory and os.path.isdir(data_directory) \
-            and (pg.host is None or pg.host.startswith('/')):
-        check_space('the scratch database %s' % scratch, int(target.get('size') or 0), data_directory,
-                    'the size of database %s' % database, statvfs_free)
+    if space_check:
+        check_copy_space(pg, target, 'the scratch database %s' % scratch, statvfs_free)
     recorded = (entry['metadata'] or {}).get('row_counts')
     problems = []
     try:
@@ -1468,11 +1474,7 @@ def test_restore(pg, backup_dir, database, jobs=1, space_check=True, now=None, c
     if not problems:
         pg.execute([create_database_sql(scratch, target)], 'creating the scratch database %s' % scratch)
         try:
-            if fmt == 'plain':
-                argv = psql_restore_argv(pg.program('psql'), path, scratch, pg.connection_args())
-            else:
-                argv = pg_restore_argv(pg.program('pg_restore'), path, scratch, jobs, pg.connection_args())
-            rc, out, err = pg.run(argv)
+            rc, out, err = restore_into(pg, path, fmt, scratch, jobs)
             if rc != 0:
                 problems.append('restoring it failed (rc=%s): %s' % (rc, tail(err or out)))
             else:

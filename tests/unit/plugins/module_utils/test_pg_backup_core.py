@@ -776,8 +776,8 @@ def test_dump_records_the_row_counts_of_its_snapshot_and_leaves_no_script(tmp_pa
     assert result["metadata"]["row_counts"] == {'public."Items"': 12, "lab.notes": 0}
     on_disk = json.loads(pathlib.Path(result["path"] + ".json").read_text())
     assert on_disk["row_counts"] == result["metadata"]["row_counts"]
-    assert sorted(os.listdir(backup)) == [os.path.basename(result["path"]) + suffix for suffix in ("", ".json",
-                                                                                                  ".sha256")]
+    name = os.path.basename(result["path"])
+    assert sorted(os.listdir(backup)) == [name, name + ".json", name + ".sha256"]
     assert any(command.endswith("'--snapshot=$WEBLAB_SNAPSHOT'") for command in result["commands"]), result["commands"]
 
 
@@ -1122,6 +1122,18 @@ def test_restore_refuses_when_the_temporary_database_would_not_fit(tmp_path, bin
         done = core.restore(make_pg(FakePostgres(databases={"weblab": target}), bin_dir, **login), str(tmp_path),
                             "weblab", check_mode=True, now=NOW, **kwargs)
         assert done["replaced_by"], kwargs
+
+
+def test_test_restore_refuses_when_the_scratch_database_would_not_fit_and_marks_nothing(tmp_path, bin_dir):
+    latest = make_dump(tmp_path, "weblab", at(1), metadata={"row_counts": COUNTS})
+    data = tmp_path / "pgdata"
+    data.mkdir()
+    fake = FakePostgres(databases={"weblab": dict(TARGET, size=5 * 1024 ** 3, data_directory=str(data))})
+    with pytest.raises(BackupError, match=r"the scratch database weblab_test_20250310_120000: about 5.0 GiB needed"):
+        core.test_restore(make_pg(fake, bin_dir), str(tmp_path), "weblab", now=NOW,
+                          statvfs_free=lambda path: 2 * 1024 ** 3)
+    assert all(sql.startswith("SELECT") for sql in fake.statements())
+    assert "restore_test" not in json.loads(pathlib.Path(str(latest) + ".json").read_text())
 
 
 def test_human_sizes():
