@@ -49,6 +49,15 @@ BAD_INPUT = [
     pytest.param({"backups_label": "before upgrade"}, "backups_label", id="label-with-space"),
     pytest.param({"backups_label": "../x"}, "backups_label", id="label-with-slash"),
     pytest.param({"backups_label": "r" * 101}, "backups_label", id="label-longer-than-the-modules-100"),
+    pytest.param({"backups_restore_test": "sometimes"}, "backups_restore_test", id="restore-test-not-a-boolean"),
+    pytest.param({"backups_databases": [{"name": "labdata", "restore_test": "maybe"}]},
+                 "backups_databases", id="database-restore-test-not-a-boolean"),
+    pytest.param({"backups_restore_test_schedule": ""}, "backups_restore_test_schedule",
+                 id="empty-restore-test-schedule"),
+    pytest.param({"backups_restore_test_schedule": "weekly\nExecStartPre=/bin/true"},
+                 "backups_restore_test_schedule", id="restore-test-schedule-with-newline"),
+    pytest.param({"backups_restore_test_randomized_delay": "later"}, "backups_restore_test_randomized_delay",
+                 id="restore-test-delay-not-a-time-span"),
 ]
 
 
@@ -63,7 +72,7 @@ def test_good_input_passes_validation(run_role):
         "backups_databases": [
             {"name": "labdata"},
             {"name": "lab-notes_2", "format": "directory", "jobs": 4, "compress": "gzip:1", "keep": 0,
-             "max_age_days": 30, "globals": False},
+             "max_age_days": 30, "globals": False, "restore_test": False},
             {"name": "retired", "state": "absent"},
         ],
         "backups_dir": "/srv/backups/pg",
@@ -73,6 +82,8 @@ def test_good_input_passes_validation(run_role):
         "backups_compress": "zstd:3",
         "backups_label": "nightly",
         "backups_port": "5433",
+        "backups_restore_test_schedule": "Sat *-*-* 04:00:00",
+        "backups_restore_test_randomized_delay": "2h",
     }, "--tags", "backups_validate")
     assert result.returncode == 0, result.output
     assert "Validating arguments against arg spec" in result.stdout
@@ -135,3 +146,17 @@ def test_restore_of_one_of_several_databases_asks_for_restore_database(run_role)
     assert result.returncode != 0, result.output
     assert any("backups_restore_database" in msg and "-e restore_database=NAME" in msg
                for msg in result.messages), result.output
+
+
+def test_restore_test_of_one_of_several_databases_asks_for_restore_test_database(run_role):
+    """restore_test.yml maps its extra var restore_test_database onto backups_restore_test_database:
+    the refusal where the host keeps several databases names both, before anything is read."""
+    run_role("backups", {
+        "backups_databases": [{"name": "labdata"}, {"name": "labtasks"}],
+        "ansible_become": False,
+    }, entry_point="restore_test").assert_refused("backups_restore_test_database", "-e restore_test_database=NAME")
+
+
+def test_restore_test_refuses_a_database_name_that_cannot_name_a_unit(run_role):
+    run_role("backups", dict(GOOD, backups_restore_test_database="lab data", ansible_become=False),
+             entry_point="restore_test").assert_refused("backups_restore_test_database")

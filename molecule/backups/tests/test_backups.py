@@ -35,6 +35,10 @@ TQ_HOST, TQ_DB = "backups-debian12", "labnotes"
 APP = ("labdata", "molecule-db-secret")
 SERVICE = f"weblab-backup-{DB}.service"
 TIMER = f"weblab-backup-{DB}.timer"
+RESTORE_TEST = f"weblab-restore-test-{DB}.service"
+RESTORE_TEST_TIMER = f"weblab-restore-test-{DB}.timer"
+# backups_restore_test_schedule's default (../molecule.yml keeps it).
+RESTORE_TEST_SCHEDULE = "Sun *-*-* 05:15:00"
 DUMP_NAME = re.compile(r"^(?P<db>[A-Za-z0-9_-]+?)-(?P<time>\d{8}T\d{6}Z)(?:-(?P<label>[A-Za-z0-9._-]+))?"
                        r"\.(?P<ext>dump|dir|sql)$")
 
@@ -177,6 +181,36 @@ def test_dump_service_exposure_is_at_most_3(host, unit):
     assert score <= 3.0, "%s: exposure %s" % (unit, score)
 
 
+@pytest.mark.parametrize("database", [DB, "labnotes"])
+def test_restore_test_timer_is_enabled_with_the_weekly_schedule(host, database):
+    timer = f"weblab-restore-test-{database}.timer"
+    shown = host.check_output("systemctl show -p UnitFileState -p ActiveState -p TimersCalendar %s", timer)
+    assert "UnitFileState=enabled" in shown, shown + journal(host, timer)
+    assert "ActiveState=active" in shown, shown + journal(host, timer)
+    assert f"OnCalendar={RESTORE_TEST_SCHEDULE} ;" in shown, shown
+
+
+def test_restore_test_timer_starts_the_test_restore_service(host):
+    assert host.check_output("systemctl show -P Triggers %s", RESTORE_TEST_TIMER) == RESTORE_TEST
+
+
+def test_restore_test_service_takes_the_dumps_lock(host):
+    """One dump or test restore at a time on the host: both run under flock on the same file."""
+    lock = f"/usr/bin/flock {STATUS_DIR}/.lock "
+    for unit in (SERVICE, RESTORE_TEST):
+        shown = host.check_output("systemctl show -p User -p ExecStart %s", unit)
+        assert "User=postgres" in shown and lock in shown, (unit, shown)
+    assert "/usr/local/lib/weblab-stack/pg_backup.py test-restore" in shown, shown
+
+
+@pytest.mark.parametrize("database", [DB, "labnotes"])
+def test_restore_test_service_exposure_is_at_most_3(host, database):
+    """The dump service's sandbox (a shared macro of the templates), the test restores below run in it."""
+    unit = f"weblab-restore-test-{database}.service"
+    score = exposure(host, unit)
+    assert score <= 3.0, "%s: exposure %s" % (unit, score)
+
+
 def test_second_database_has_its_own_timer(host):
     assert host.service("weblab-backup-labnotes.timer").is_running
 
@@ -184,6 +218,11 @@ def test_second_database_has_its_own_timer(host):
 def test_retired_database_has_no_units(host):
     assert not host.file("/etc/systemd/system/weblab-backup-retired.timer").exists
     assert not host.file("/etc/systemd/system/weblab-backup-retired.service").exists
+
+
+def test_retired_database_has_no_test_restore_units(host):
+    assert not host.file("/etc/systemd/system/weblab-restore-test-retired.timer").exists
+    assert not host.file("/etc/systemd/system/weblab-restore-test-retired.service").exists
 
 
 def test_backup_directory_is_private_to_postgres(host):
@@ -353,6 +392,184 @@ def test_retention_over_simulated_dates_keeps_exactly_what_the_settings_say(host
         assert host.run("journalctl --no-pager -u weblab-backup-labnotes.service | grep -qF %s", named).rc == 0, \
             journal(host, "weblab-backup-labnotes.service")
     host.run("rm -rf %s/%s", BACKUP_DIR, unverified)
+
+
+# --- the test restore ------------------------------------------------------------------------
+
+def restore_test_result(host, database=DB):
+    return (status(host, database) or {}).get("restore_test") or {}
+
+
+def run_restore_test(host, database=DB):
+    """A dump of DATABASE by its timer's service, then its test restore by the test restore
+    service; the status file's restore_test."""
+    require(host, has_table(host, "samples") and has_table(host, "notes", "labnotes"),
+            "tables samples and notes must exist (test_rows_are_written writes them)")
+    start_service(host, f"weblab-backup-{database}.service")
+    start_service(host, f"weblab-restore-test-{database}.service")
+    return restore_test_result(host, database)
+
+
+def dump_with_test_restore(host):
+    """The status file of DB once the timer's last dump has had its test restore (run when it
+    has not)."""
+    report = status(host) or {}
+    if (report.get("restore_test") or {}).get("dump") != report.get("file") or report.get("file") is None:
+        run_restore_test(host)
+        report = status(host)
+    return report
+
+
+def test_restore_test_service_passes_on_the_timers_dump(host):
+    result = run_restore_test(host)
+    assert result.get("result") == "passed", (result, journal(host, RESTORE_TEST))
+    assert result["tables"] > 0, result
+    assert result["dump"] == status(host)["file"], (result, status(host))
+    assert result["problems"] == [], result
+
+
+def test_restore_test_service_logs_its_verdict_to_the_journal(host):
+    dump = dump_with_test_restore(host)["restore_test"]["dump"]
+    out = host.run("journalctl --no-pager -u %s | grep -F %s", RESTORE_TEST, f"test restore of {dump} passed")
+    assert out.rc == 0, journal(host, RESTORE_TEST)
+
+
+def test_status_file_keeps_the_dumps_keys_beside_the_test_restore(host):
+    report = dump_with_test_restore(host)
+    assert report["restore_test"]["result"] == "passed", report
+    for key in ("last_success", "file", "size", "sha256", "database"):
+        assert report.get(key), (key, report)
+    assert host.file(report["file"]).size == report["size"], report
+
+
+def test_restore_test_records_its_result_in_the_dumps_metadata(host):
+    report = dump_with_test_restore(host)
+    meta = json.loads(host.file(f"{report['file']}.json").content_string)
+    assert (meta.get("restore_test") or {}).get("result") == "passed", meta
+    assert meta["restore_test"]["at"] == report["restore_test"]["at"], (meta, report)
+
+
+def test_restore_test_of_a_directory_dump_with_parallel_jobs_passes(host):
+    result = run_restore_test(host, "labnotes")
+    assert result.get("result") == "passed", (result, journal(host, "weblab-restore-test-labnotes.service"))
+    assert result["dump"].endswith(".dir") and result["tables"] > 0, result
+
+
+def test_restore_test_leaves_the_live_database_and_no_scratch_database(host):
+    dump_with_test_restore(host)
+    before = lab_state(host)
+    start_service(host, RESTORE_TEST)
+    assert lab_state(host) == before
+    assert not [name for name in databases(host) if name.startswith(f"{DB}_test_")], databases(host)
+
+
+def test_restore_test_playbook_passes(host):
+    earlier = dump_with_test_restore(host)["restore_test"]
+    rc, output = run_playbook(os.path.join(PLAYBOOKS, "restore_test.yml"), host=host, restore_test_database=DB)
+    assert rc == 0, output
+    result = restore_test_result(host)
+    assert result["result"] == "passed" and result["at"] != earlier["at"], (earlier, result)
+    said = task_output(output, "Show the result of the test restore")
+    assert f"{DB}: test restore of {result['dump']} passed: {result['tables']} tables" in said, said
+
+
+def test_restore_test_playbook_in_check_mode_says_what_would_run_and_runs_nothing(host):
+    dump_with_test_restore(host)
+    path = f"{STATUS_DIR}/{DB}.json"
+    before = host.file(path).content_string, lab_state(host)
+    rc, output = run_playbook(os.path.join(PLAYBOOKS, "restore_test.yml"), "--check", host=host,
+                              restore_test_database=DB)
+    assert rc == 0, output
+    said = task_output(output, "Show what would run")
+    assert f"would run {RESTORE_TEST} now" in said and "Nothing ran." in said, said
+    assert "skipping:" in task_output(output, "Run the test restore now"), output
+    assert (host.file(path).content_string, lab_state(host)) == before
+
+
+def test_restore_test_playbook_needs_the_database_where_the_task_queue_keeps_its_own(host):
+    if host.backend.get_hostname() != TQ_HOST:
+        pytest.skip(f"only {TQ_HOST} keeps the task queue's database")
+    rc, output = run_playbook(os.path.join(PLAYBOOKS, "restore_test.yml"), "--check", host=host)
+    assert rc != 0, output
+    assert "-e restore_test_database=NAME" in output, output
+
+
+# The dump's metadata recording one row more in every table than the dump holds: what a dump
+# that lost rows looks like to its test restore (its checksum still matches: the data file is
+# untouched).
+MISCOUNT = """
+import json, sys
+path = sys.argv[1] + '.json'
+meta = json.load(open(path))
+meta['row_counts'] = dict((table, rows + 1) for table, rows in meta['row_counts'].items())
+open(path, 'w').write(json.dumps(meta))
+"""
+
+
+def miscounted_dump(host):
+    """A new dump of DB whose metadata records other row counts than it holds; its path."""
+    require(host, has_table(host, "samples"), "table samples must exist (test_rows_are_written writes it)")
+    start_service(host, SERVICE)
+    path = status(host)["file"]
+    out = host.run("runuser -u postgres -- python3 -c %s %s", MISCOUNT, path)
+    assert out.rc == 0, out.stderr
+    return path
+
+
+def remove_miscounted_dump(host, path):
+    """Remove the dump of miscounted_dump and dump again: the status file names a dump that
+    exists (timer_dump), and the dump that failed is no one's `latest` in the steps below."""
+    host.run("rm -rf %s %s.json %s.sha256 %s.globals.sql", path, path, path, path.rsplit(".", 1)[0])
+    start_service(host, SERVICE)
+
+
+def test_restore_test_playbook_fails_with_the_tables_whose_rows_differ(host):
+    path = miscounted_dump(host)
+    try:
+        rc, output = run_playbook(os.path.join(PLAYBOOKS, "restore_test.yml"), host=host, restore_test_database=DB)
+        assert rc != 0, output
+        # The failure's message (Ansible prints it on stderr, after the recap), on one line.
+        said = " ".join(output.split())
+        assert f"The test restore of {DB} failed ({path})" in said, said
+        counts = re.search(r"table \S*samples has (\d+) rows, (\d+) at dump time", said)
+        assert counts and int(counts[2]) == int(counts[1]) + 1, said
+        result = restore_test_result(host)
+        assert result["result"] == "failed" and result["dump"] == path, result
+        assert any("samples" in problem for problem in result["problems"]), result
+    finally:
+        remove_miscounted_dump(host, path)
+
+
+def test_a_dump_that_failed_its_test_restore_is_never_chosen_again(host):
+    good = dump_with_test_restore(host)["file"]
+    path = miscounted_dump(host)
+    try:
+        out = host.run("systemctl start %s", RESTORE_TEST)
+        assert out.rc != 0, journal(host, RESTORE_TEST)
+        assert restore_test_result(host)["dump"] == path, restore_test_result(host)
+        start_service(host, RESTORE_TEST)
+        result = restore_test_result(host)
+        assert result["result"] == "passed" and result["dump"] == good, (good, result)
+    finally:
+        remove_miscounted_dump(host, path)
+        host.run("systemctl reset-failed %s", RESTORE_TEST)
+
+
+def test_restore_tests_can_be_turned_off_and_on(host):
+    """backups_restore_test false stops and removes every test restore unit (the dumps go on);
+    true brings them back."""
+    rc, output = run_playbook(os.path.join(STEPS, "timer.yml"), host=host, restore_test=False)
+    assert rc == 0, output
+    try:
+        for database in (DB, "labnotes"):
+            for unit in (f"weblab-restore-test-{database}.timer", f"weblab-restore-test-{database}.service"):
+                assert not host.file(f"/etc/systemd/system/{unit}").exists, unit
+            assert host.run("systemctl is-active weblab-restore-test-%s.timer", database).rc != 0
+        assert host.service(TIMER).is_running
+    finally:
+        rc, output = run_playbook(os.path.join(STEPS, "timer.yml"), host=host)
+        assert rc == 0, output
+    assert host.service(RESTORE_TEST_TIMER).is_enabled and host.service(RESTORE_TEST_TIMER).is_running
 
 
 # --- dump, more rows, restore the latest ----------------------------------------------------
