@@ -180,10 +180,16 @@ def test_every_experiment_completes_exactly_once(redeploy_under_load):
     assert [row for row in rows if row[1] != "done" or row[2] != "1"] == []
 
 
-def test_every_result_reaches_the_site_once(redeploy_under_load):
+def test_every_result_reaches_the_site_once_and_only_the_killed_one_again(redeploy_under_load):
+    """One result on the site per experiment. The callback is delivered at least once, not
+    exactly once: a pool process killed between its POST and the row's move to done leaves the
+    task unacknowledged, and its redelivery posts the recorded output again (the site keeps one
+    row and counts the delivery; seen once in CI). Only the one experiment of the killed
+    process may be delivered twice."""
     results = redeploy_under_load["results"]
-    assert len(results) == len(redeploy_under_load["ids"]) == 220
-    assert [row for row in results if row[1] != "1"] == []
+    assert len(results) == len({row[0] for row in results}) == len(redeploy_under_load["ids"]) == 220
+    again = [row for row in results if row[1] != "1"]
+    assert len(again) <= 1 and all(row[1] == "2" for row in again), again
 
 
 def test_experiments_started_after_the_redeploy_report_the_new_release(redeploy_under_load):
