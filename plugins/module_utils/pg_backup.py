@@ -698,6 +698,11 @@ def write_atomic(path, text, mode=0o600):
     fsync_dir(directory)
 
 
+def write_json(path, data, mode=0o600):
+    """DATA as indented, sorted JSON at PATH (write_atomic): metadata and status files."""
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + '\n', mode)
+
+
 def remove_path(path):
     """Remove a file or a directory tree; True when something was there."""
     if os.path.isdir(path) and not os.path.islink(path):
@@ -1184,7 +1189,7 @@ def _dump(pg, backup_dir, database, fmt='custom', jobs=1, compress=None, label=N
         # Each table's rows in the dumped snapshot: what a test restore must give back.
         'row_counts': row_counts,
     }
-    write_atomic(paths['json'], json.dumps(metadata, indent=2, sort_keys=True) + '\n', 0o600)
+    write_json(paths['json'], metadata)
 
     removals = retention(result, scan(backup_dir, database), keep, max_age_days, now, remove_unverified,
                          paths['path'])
@@ -1436,7 +1441,7 @@ def record_test(entry, record):
     """Write RECORD into the metadata of the dump of ENTRY (restore_test): a failed one is no
     longer verified (scan)."""
     metadata = dict(entry['metadata'], restore_test=record)
-    write_atomic(entry['path'] + METADATA_SUFFIX, json.dumps(metadata, indent=2, sort_keys=True) + '\n', 0o600)
+    write_json(entry['path'] + METADATA_SUFFIX, metadata)
 
 
 def test_restore(pg, backup_dir, database, jobs=1, space_check=True, now=None, clock=time.monotonic,
@@ -1509,7 +1514,7 @@ def update_status(path, **keys):
     if not isinstance(status, dict):
         status = {}
     status.update(keys)
-    write_atomic(path, json.dumps(status, indent=2, sort_keys=True) + '\n', 0o644)
+    write_json(path, status, 0o644)
     return status
 
 
