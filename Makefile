@@ -102,7 +102,7 @@ demo-test: venv engine collection
 
 # `vagrant up --provider=docker` of the whole lab on one machine, provisioned by Vagrant's
 # ansible provisioner (Vagrantfile, docs/vagrant.md), checked through nginx, then destroyed
-# (scripts/vagrant-test.sh). Not part of `make test`.
+# (scripts/vagrant-test.sh).
 .PHONY: vagrant-test
 vagrant-test: venv images collection
 	@scripts/vagrant-test.sh

@@ -3,6 +3,7 @@
 #
 # Usage: demo.sh up      start (or reuse) the containers, converge, print the URLs (make demo)
 #        demo.sh down    remove the containers and the network; the secrets stay (make demo-down)
+#        demo.sh playbook ARG...   ansible-playbook ARG... run as `up` runs it (tests/demo/run.sh)
 #
 # up: the Docker engine and the venv are there (make demo asks for them), and the collection is
 # mirrored into .build (make collection). It builds or reuses the weblab-stack/debian12 image,
@@ -23,6 +24,16 @@ frontend_port=${WEBLAB_DEMO_FRONTEND_PORT:-8444}
 # The same directory the inventory's demo_secrets names.
 secrets=${WEBLAB_DEMO_SECRETS:-${XDG_CONFIG_HOME:-$HOME/.config}/weblab-stack/demo}
 log_dir=$root/.build/demo
+# Mitogen carries the tasks to the containers, as in the Molecule scenarios: one Python process
+# per container for the whole run instead of a `docker exec` and a new interpreter per task
+# (molecule/shared/strategy_plugins; the converge from nothing takes about half the time). The
+# containers' interpreter is named, since Mitogen's discovery would start a `docker exec` per
+# task. WEBLAB_DEMO_MITOGEN=0 runs Ansible's own strategy, as `ansible-playbook -i
+# inventories/demo site.yml` by hand does.
+if [ "${WEBLAB_DEMO_MITOGEN:-1}" = 1 ]; then
+    export ANSIBLE_STRATEGY_PLUGINS=$root/molecule/shared/strategy_plugins \
+        ANSIBLE_STRATEGY=weblab_mitogen_linear ANSIBLE_PYTHON_INTERPRETER=/usr/bin/python3
+fi
 
 say() { printf '\n==> demo: %s\n' "$*"; }
 die() { printf 'demo: %s\n' "$*" >&2; exit 1; }
@@ -154,5 +165,6 @@ down() {
 case "${1:-up}" in
     up) up ;;
     down) down ;;
-    *) die "usage: demo.sh up|down" ;;
+    playbook) shift; exec ansible-playbook "$@" ;;
+    *) die "usage: demo.sh up|down|playbook ARG..." ;;
 esac

@@ -41,9 +41,10 @@ run ansible-lint ansible-lint
 SOLO=" "
 LONGEST_FIRST="site webservers webfarm demo-test vagrant-test app nginx celery project rabbitmq
                backups postgresql sanity common unit integration redis memcached"
-# Make targets of their own that run in the lanes beside the scenarios (make demo-test and make
-# vagrant-test are not among them yet: they have not passed end to end; issue 11).
-EXTRA=" unit sanity "
+# Make targets of their own that run in the lanes beside the scenarios: the unit and sanity tests,
+# the demo end to end with the Galaxy install (make demo-test), Vagrant's docker provider (make
+# vagrant-test).
+EXTRA=" unit sanity demo-test vagrant-test "
 if [ -d tests/integration ]; then EXTRA+="integration "; fi
 LANES=2
 logs=.build/logs

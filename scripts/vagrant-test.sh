@@ -31,6 +31,16 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Mitogen carries the provisioner's tasks over SSH, as it carries the Molecule scenarios' and the
+# demo's (one Python process on the machine for the whole run instead of one per task); the
+# interpreter is named, since Mitogen's discovery would start a connection per task. The
+# provisioner passes this environment on to ansible-playbook. WEBLAB_VAGRANT_MITOGEN=0: Ansible's
+# own strategy, as a plain `vagrant up` runs it.
+if [ "${WEBLAB_VAGRANT_MITOGEN:-1}" = 1 ]; then
+    ANSIBLE_STRATEGY_PLUGINS=$(.venv/bin/python -c 'import ansible_mitogen, os; print(os.path.dirname(ansible_mitogen.__file__))')/plugins/strategy
+    export ANSIBLE_STRATEGY_PLUGINS ANSIBLE_STRATEGY=mitogen_linear ANSIBLE_PYTHON_INTERPRETER=/usr/bin/python3
+fi
+
 say "vagrant up --provider=docker (layout $WEBLAB_VAGRANT_LAYOUT)"
 vagrant up --provider=docker
 lap "vagrant up (build, boot, converge)"

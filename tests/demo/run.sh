@@ -117,7 +117,7 @@ diff -u inventories/demo/group_vars/all.yml "$inventory/group_vars/all.yml" || t
 if [ "$from" -le 4 ]; then
     step "4. one value changed in the inventory's group_vars"
     # The root site.yml from the checkout (ansible.cfg applies), against the changed copy.
-    ANSIBLE_DISPLAY_SKIPPED_HOSTS=false ansible-playbook -i "$inventory" site.yml | tee "$work/reach.log"
+    ANSIBLE_DISPLAY_SKIPPED_HOSTS=false scripts/demo.sh playbook -i "$inventory" site.yml | tee "$work/reach.log"
     recap "$work/reach.log"
     # Each role that takes the port has it: PostgreSQL (postgresql), the dumps' unit (backups), the
     # settings of the site, the front end and the workers (app, three times), the workers restarted
@@ -148,7 +148,7 @@ installed=$(ansible-galaxy collection list weblab.stack 2>/dev/null | sed -n 's/
 [ "$installed" = "$work/galaxy/collections/ansible_collections" ] ||
     fail "weblab.stack is found in '$installed', not the temp collections path"
 ANSIBLE_DISPLAY_SKIPPED_HOSTS=false ANSIBLE_PYTHON_INTERPRETER=auto_silent \
-    ansible-playbook -i "$inventory" weblab.stack.site | tee "$work/galaxy.log"
+    "$root/scripts/demo.sh" playbook -i "$inventory" weblab.stack.site | tee "$work/galaxy.log"
 cd "$root"
 export ANSIBLE_COLLECTIONS_PATH="$root/.build"
 expect_unchanged "$work/galaxy.log" "weblab.stack.site from the installed artifact"
