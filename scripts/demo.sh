@@ -131,7 +131,7 @@ up() {
     make_certificates
     say "[3/4] containers on the network $network"
     start_containers
-    say "[4/4] converge: ansible-playbook -i inventories/demo site.yml (the first run takes about 10 minutes)"
+    say "[4/4] converge: ansible-playbook -i inventories/demo site.yml (the first run takes about 5 minutes)"
     converge
     cat <<EOF
 
