@@ -26,13 +26,16 @@ secrets=${WEBLAB_DEMO_SECRETS:-${XDG_CONFIG_HOME:-$HOME/.config}/weblab-stack/de
 log_dir=$root/.build/demo
 # Mitogen carries the tasks to the containers, as in the Molecule scenarios: one Python process
 # per container for the whole run instead of a `docker exec` and a new interpreter per task
-# (molecule/shared/strategy_plugins; the converge from nothing takes about half the time). The
-# containers' interpreter is named, since Mitogen's discovery would start a `docker exec` per
-# task. WEBLAB_DEMO_MITOGEN=0 runs Ansible's own strategy, as `ansible-playbook -i
-# inventories/demo site.yml` by hand does.
+# (molecule/shared/strategy_plugins; the converge from nothing takes about a quarter of the
+# time). The containers' interpreter is named, since Mitogen's discovery would start a `docker
+# exec` per task. WEBLAB_DEMO_MITOGEN=0 runs Ansible's own strategy with the interpreter
+# discovered quietly, as `ansible-playbook -i inventories/demo site.yml` by hand does (ansible.cfg;
+# set here too for runs from outside the checkout, tests/demo/run.sh step 5).
 if [ "${WEBLAB_DEMO_MITOGEN:-1}" = 1 ]; then
     export ANSIBLE_STRATEGY_PLUGINS=$root/molecule/shared/strategy_plugins \
         ANSIBLE_STRATEGY=weblab_mitogen_linear ANSIBLE_PYTHON_INTERPRETER=/usr/bin/python3
+else
+    export ANSIBLE_PYTHON_INTERPRETER=auto_silent
 fi
 
 say() { printf '\n==> demo: %s\n' "$*"; }

@@ -34,17 +34,14 @@ done
 run yamllint yamllint
 run ansible-lint ansible-lint
 # Molecule scenarios, the other checks and the whole-lab checks (make demo-test: the demo and the
-# Galaxy install; make vagrant-test), two at a time, longest first: most of a scenario's time is
-# spent waiting on package downloads, systemd and sleeps, so two side by side take far less than
-# one after the other on two cores. A scenario in SOLO runs alone first. Each one's output is
+# Galaxy install; make vagrant-test), two at a time, longest first (two keep both cores busy; the
+# suite is CPU-bound, so more lanes would not shorten it). A scenario in SOLO runs alone first. Each one's output is
 # printed whole when it ends.
 SOLO=" "
 # Ordered by their times in a fresh-clone run (2026-12-04, 55 minutes in all).
 LONGEST_FIRST="webservers site demo-test webfarm backups app rabbitmq project celery nginx
                vagrant-test unit postgresql sanity integration common redis memcached"
-# Make targets of their own that run in the lanes beside the scenarios: the unit and sanity tests,
-# the demo end to end with the Galaxy install (make demo-test), Vagrant's docker provider (make
-# vagrant-test).
+# Make targets of their own that run in the lanes beside the scenarios.
 EXTRA=" unit sanity demo-test vagrant-test "
 if [ -d tests/integration ]; then EXTRA+="integration "; fi
 LANES=2

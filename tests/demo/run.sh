@@ -147,8 +147,8 @@ export ANSIBLE_COLLECTIONS_PATH="$work/galaxy/collections"
 installed=$(ansible-galaxy collection list weblab.stack 2>/dev/null | sed -n 's/^# //p' | head -n1)
 [ "$installed" = "$work/galaxy/collections/ansible_collections" ] ||
     fail "weblab.stack is found in '$installed', not the temp collections path"
-ANSIBLE_DISPLAY_SKIPPED_HOSTS=false ANSIBLE_PYTHON_INTERPRETER=auto_silent \
-    "$root/scripts/demo.sh" playbook -i "$inventory" weblab.stack.site | tee "$work/galaxy.log"
+ANSIBLE_DISPLAY_SKIPPED_HOSTS=false "$root/scripts/demo.sh" playbook -i "$inventory" weblab.stack.site \
+    | tee "$work/galaxy.log"
 cd "$root"
 export ANSIBLE_COLLECTIONS_PATH="$root/.build"
 expect_unchanged "$work/galaxy.log" "weblab.stack.site from the installed artifact"
